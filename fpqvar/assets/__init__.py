@@ -1,0 +1,1 @@
+"""The shipped default model, its classifier and reference statistics."""

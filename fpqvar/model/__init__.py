@@ -1,0 +1,55 @@
+"""Our own VAR + multi-scale VQVAE (knows nothing about quantization)."""
+
+from __future__ import annotations
+
+import torch
+
+from fpqvar.model.var import VAR
+from fpqvar.model.vqvae import VQVAE
+from fpqvar.model.zoo import MODELS, ModelSpec, VARConfig, VQVAEConfig, get_model_spec
+
+__all__ = ["VAR", "VQVAE", "VARConfig", "VQVAEConfig", "MODELS", "ModelSpec", "get_model_spec", "build_vqvae",
+           "build_var", "load_model"]
+
+
+def build_vqvae(config: VQVAEConfig | None = None, *, device=None, **kwargs) -> VQVAE:
+    """Build a VQVAE from a config or upstream-named keyword arguments (vocab_size, z_channels, ch, ...)."""
+    cfg = config if config is not None else VQVAEConfig(**kwargs)
+    with torch.device(device or "cpu"):
+        return VQVAE(cfg)
+
+
+def build_var(vae: VQVAE, config: VARConfig | None = None, *, device=None, **kwargs) -> VAR:
+    """Build a VAR on top of ``vae`` from a config or keyword arguments (depth, patch_nums, shared_aln, ...)."""
+    if config is None:
+        kwargs.setdefault("vocab_size", vae.config.vocab_size)
+        kwargs.setdefault("z_channels", vae.config.z_channels)
+        kwargs.setdefault("patch_nums", vae.config.patch_nums)
+        config = VARConfig(**kwargs)
+    with torch.device(device or "cpu"):
+        return VAR(vae, config)
+
+
+def load_model(name: str, *, ckpt=None, vae_ckpt=None, device="cpu") -> VAR:
+    """A ready VAR (eval mode) by name: ``default`` loads the shipped weights; official models load
+    ``ckpt`` / ``vae_ckpt`` (or the official files, downloaded if possible)."""
+    from fpqvar.model import checkpoints as ck
+
+    spec = get_model_spec(name)
+    if name == "default":
+        from fpqvar.model.default import default_paths
+
+        paths = default_paths()
+        ckpt, vae_ckpt = ckpt or paths.var, vae_ckpt or paths.vae
+    var_cfg = spec.var
+    ckpt_path = ckpt or ck.official_checkpoint(spec.var_ckpt)
+    vae_path = vae_ckpt or ck.official_checkpoint(spec.vae_ckpt)
+    sd = ck.read_state_dict(ckpt_path)
+    if not ck.detect_attn_l2_norm(sd) and var_cfg.attn_l2_norm:
+        var_cfg = VARConfig.from_dict({**var_cfg.to_dict(), "attn_l2_norm": False})
+    vae = ck.load_vqvae_weights(build_vqvae(spec.vae), vae_path)
+    var = build_var(vae, var_cfg)
+    ck.check_state_dict(var, sd, str(ckpt_path))
+    var.load_state_dict(sd, strict=True)
+    vae.to(device).eval().requires_grad_(False)
+    return var.to(device).eval().requires_grad_(False)

@@ -1,0 +1,133 @@
+"""Checkpoint I/O in the official layout: strict, code-free loading; saving; official downloads.
+
+Loading never executes code: ``torch.load(weights_only=True)`` for .pth, safetensors otherwise. Errors name the
+file and the first offending keys and shapes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from fpqvar.io_utils import atomic_save_safetensors, atomic_torch_save
+
+HF_REPO = "FoundationVision/var"
+_MAX_LISTED = 8
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A flat {key: tensor} dict from a .pth/.pt (weights only) or .safetensors file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for truncated / foreign files
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable weights-only torch checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    # User checkpoints from upstream train.py nest the weights under trainer -> var_wo_ddp / vae_wo_ddp.
+    if isinstance(obj, dict) and "trainer" in obj and isinstance(obj["trainer"], dict):
+        for k in ("var_wo_ddp", "vae_wo_ddp"):
+            if k in obj["trainer"]:
+                obj = obj["trainer"][k]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: not a state_dict (expected a flat dict of tensors, got "
+                              f"{type(obj).__name__})")
+    return {(k[len("_orig_mod."):] if k.startswith("_orig_mod.") else k): v for k, v in obj.items()}
+
+
+def _listing(items: list[str]) -> str:
+    more = f" ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
+    return ", ".join(items[:_MAX_LISTED]) + more
+
+
+def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Raise CheckpointError naming the first missing / unexpected keys and shape mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    bad_shape = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                 for k in own if k in sd and sd[k].shape != own[k].shape]
+    if not (missing or unexpected or bad_shape):
+        return
+    msg = [f"{source}: does not match the model"]
+    n_file = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    n_model = len({k.split(".")[1] for k in own if k.startswith("blocks.")})
+    if n_file and n_model and n_file != n_model:
+        msg.append(f"depth mismatch: file has {n_file} blocks, model has {n_model}")
+    if missing:
+        msg.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+    if unexpected:
+        msg.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+    if bad_shape:
+        msg.append(f"shape mismatches ({len(bad_shape)}): {_listing(bad_shape)}")
+    raise CheckpointError("; ".join(msg))
+
+
+def load_vqvae_weights(vae: nn.Module, path: str | os.PathLike) -> nn.Module:
+    sd = read_state_dict(path)
+    # Upstream fix-up: the usage statistic's stored shape may differ; the model keeps its own buffer.
+    key = "quantize.ema_vocab_hit_SV"
+    own = vae.state_dict()
+    if key in sd and key in own and sd[key].shape[0] != own[key].shape[0]:
+        sd[key] = own[key]
+    check_state_dict(vae, sd, str(path))
+    vae.load_state_dict(sd, strict=True)
+    return vae
+
+
+def load_var_weights(var: nn.Module, path: str | os.PathLike) -> nn.Module:
+    sd = read_state_dict(path)
+    check_state_dict(var, sd, str(path))
+    var.load_state_dict(sd, strict=True)
+    return var
+
+
+def detect_attn_l2_norm(sd: dict[str, torch.Tensor]) -> bool:
+    """Older checkpoints lack ``scale_mul_1H11``: they use plain attention with scale 1/32 (spec 3.13)."""
+    return "blocks.0.attn.scale_mul_1H11" in sd
+
+
+def save_state_dict(module: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Official layout: a plain dict of tensors (.pth) or safetensors; written atomically."""
+    path = Path(path)
+    sd = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if path.suffix == ".safetensors":
+        return atomic_save_safetensors(path, sd, metadata)
+    return atomic_torch_save(path, sd)
+
+
+def official_checkpoint(filename: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Path to an official checkpoint: a local file if present, else a download from the Hugging Face hub.
+
+    Offline, the error says which file to place where.
+    """
+    local = Path(cache_dir or os.environ.get("FPQVAR_CKPT_DIR", "checkpoints")) / filename
+    if local.is_file():
+        return local
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id=HF_REPO, filename=filename, local_dir=str(local.parent)))
+    except Exception as e:
+        raise CheckpointError(
+            f"official checkpoint {filename!r} is not available locally and could not be downloaded "
+            f"({type(e).__name__}). Download https://huggingface.co/{HF_REPO}/resolve/main/{filename} on a machine "
+            f"with network access and place it at {local.resolve()} (or set FPQVAR_CKPT_DIR, or pass the path "
+            f"with --ckpt / --vae)."
+        ) from None
