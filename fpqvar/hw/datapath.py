@@ -1,17 +1,18 @@
 """Bit-exact integer model of the accelerator's arithmetic (the golden model for ``fpqvar.hw.rtl``).
 
-Everything here works on integer codes and integer / fixed-point values; the only floating-point steps are the
-per-group scale application and the cross-group accumulation, in IEEE float32 with a fixed order (below), which
-numpy reproduces bit for bit. Sub-models: ``quantizer_int`` (FP quantizer) and ``hadamard_int`` (FHT-128).
+Everything here works on integer codes and integer / fixed-point values; the only floating-point steps
+are the per-group scale application and the cross-group accumulation, in IEEE float32 with a fixed order
+(below), which numpy reproduces bit for bit. Sub-models: ``quantizer_int`` (FP quantizer) and
+``hadamard_int`` (FHT-128).
 
 Multipliers (hardware.md section 6: keep the sign out of the multiplier):
 
 - **FP4** ``e2m1 x e2m1``: ``sign = sa ^ sb``; magnitude = a 64-entry ROM over the two 3-bit magnitude codes,
   product in units of 1/4 (E2M1 magnitudes are multiples of 1/2): 0..144, **8 bits**.
-- **DFQ** (fc2 input, fpqvar-method.md section 6): activation code ``[sel | m2 m1 m0]``, ``sel = 1`` selects the
-  negative half (value ``-E1M2(m)``), ``sel = 0`` the positive half (``+E2M1(m)``); weight E2M1. ``sign = sel ^ sw``;
-  magnitude = a 128-entry ROM over ``(sel, ma, mw)``, product in units of 1/8 (E1M2 x E2M1 = quarters x halves;
-  E2M1 x E2M1 = 2 * (halves x halves)): 0..288, **9 bits**.
+- **DFQ** (fc2 input, fpqvar-method.md section 6): activation code ``[sel | m2 m1 m0]``, ``sel = 1``
+  selects the negative half (value ``-E1M2(m)``), ``sel = 0`` the positive half (``+E2M1(m)``); weight
+  E2M1. ``sign = sel ^ sw``; magnitude = a 128-entry ROM over ``(sel, ma, mw)``, product in units of 1/8
+  (E1M2 x E2M1 = quarters x halves; E2M1 x E2M1 = 2 * (halves x halves)): 0..288, **9 bits**.
 - **INT4** (baseline): two's-complement ``int4 x int4 -> int8`` (-56..64).
 
 Group dot product (128 lanes, the PE): lane products enter a binary adder tree of ``log2(lanes)`` levels that
@@ -161,7 +162,8 @@ def adder_tree(values: np.ndarray, leaf: int) -> np.ndarray:
     for lvl in range(levels + 1):
         lo, hi = -(1 << (leaf + lvl - 1)), (1 << (leaf + lvl - 1)) - 1
         if v.size and (v.min() < lo or v.max() > hi):
-            raise OverflowError(f"adder tree level {lvl}: values {v.min()}..{v.max()} exceed {leaf + lvl} bits")
+            raise OverflowError(
+                f"adder tree level {lvl}: values {v.min()}..{v.max()} exceed {leaf + lvl} bits")
         if lvl < levels:
             v = v[..., 0::2] + v[..., 1::2]
     return v[..., 0]
@@ -210,7 +212,8 @@ def scale_accumulate(partials: list[tuple[np.ndarray, np.ndarray, np.ndarray]], 
 
 def accumulation_error_bound(abs_dot: np.ndarray, n_partials: int, y: np.ndarray) -> np.ndarray:
     """``(n + 1) * u * S + u * |y|`` (u = 2**-24): bound on ``|y - y*|`` (module docstring)."""
-    return (n_partials + 1) * _U32 * np.asarray(abs_dot, np.float64) + _U32 * np.abs(np.asarray(y, np.float64))
+    s = np.asarray(abs_dot, np.float64)
+    return (n_partials + 1) * _U32 * s + _U32 * np.abs(np.asarray(y, np.float64))
 
 
 def _check_linear(x, w, bias, group_size: int):

@@ -1,14 +1,15 @@
 """Bit-exact model of the 128-point fast Hadamard unit (the GHT unit's core, fpqvar-method.md section 7).
 
 ``y = H x`` with ``H`` the Sylvester Hadamard matrix (``scipy.linalg.hadamard(128)``, natural order), computed
-by ``log2(128) = 7`` radix-2 butterfly stages ``(a, b) -> (a + b, a - b)``; stage ``k`` (0-based) pairs
-elements whose indices differ in bit ``k`` (stride ``2**k``). The stages commute (``H = H2 (x) ... (x) H2``), so
-any order gives the same result; the RTL uses the same ascending order.
+by ``log2(128) = 7`` radix-2 butterfly stages ``(a, b) -> (a + b, a - b)``; stage ``k`` (0-based)
+pairs elements whose indices differ in bit ``k`` (stride ``2**k``). The stages commute
+(``H = H2 (x) ... (x) H2``), so any order gives the same result; the RTL uses the same ascending order.
 
 Widths: each stage at most doubles the magnitude, so a signed ``b``-bit input needs ``b + k`` bits after ``k``
 stages and the output has ``b + 7`` bits. Integer arithmetic, hence exact (no rounding anywhere).
 
-The randomized Hadamard of the GHT is ``Q = D H / sqrt(128)``: ``x Q = H (d * x) / sqrt(128)`` (``H`` symmetric).
+The randomized Hadamard of the GHT is ``Q = D H / sqrt(128)``: ``x Q = H (d * x) / sqrt(128)``
+(``H`` symmetric).
 The sign flips ``d`` are applied at the input; the ``1 / sqrt(128)`` is not applied: it folds into the next
 quantizer's absmax scale (a per-group positive factor leaves the absmax quantization codes unchanged in exact
 arithmetic; the float scale then carries it).
@@ -71,11 +72,12 @@ def fht_int(x: np.ndarray, in_bits: int, points: int = FHT_POINTS) -> np.ndarray
     return y
 
 
-def randomized_fht_int(x: np.ndarray, signs: np.ndarray, in_bits: int, points: int = FHT_POINTS) -> np.ndarray:
+def randomized_fht_int(x: np.ndarray, signs: np.ndarray, in_bits: int,
+                       points: int = FHT_POINTS) -> np.ndarray:
     """``H (d * x)`` with ``d`` a vector of +-1 (the GHT's diagonal); the ``1/sqrt(points)`` is folded away.
 
-    The input must avoid ``-2**(in_bits-1)`` (a symmetric range, as symmetric integer formats give) so that the
-    flipped input still fits ``in_bits`` bits and the output ``in_bits + log2(points)`` bits.
+    The input must avoid ``-2**(in_bits-1)`` (a symmetric range, as symmetric integer formats give) so
+    that the flipped input still fits ``in_bits`` bits and the output ``in_bits + log2(points)`` bits.
     """
     d = np.asarray(signs)
     if d.shape != (points,) or not np.all(np.abs(d) == 1):

@@ -2,15 +2,16 @@
 
 The quantizer has two stages (hardware.md section 1: "7-8 comparisons per element after scaling"):
 
-1. **Scale stage** (an FP32 divider, not generated as RTL here): ``q = |x| / s`` for a float32 element ``x`` and
-   its float32 group scale ``s``, delivered as an unsigned fixed-point number with ``frac_bits`` fractional bits,
-   **rounded to odd** (truncate, then OR the discarded remainder into the LSB: the divider's sticky bit) and
-   saturated to ``mag_bits`` bits. The grid midpoints are multiples of ``2**-(frac_bits - 1)``, one bit coarser
-   than the LSB, so every comparison of this fixed-point value with a midpoint has the same outcome as the
-   comparison of the exact real quotient ``|x| / s`` (proof in :func:`scale_to_fixed`). The stage is exact.
-2. **Compare stage** (RTL: ``fpqvar.hw.rtl.quantizer``): the magnitude index is the number of midpoints passed,
-   ``idx = sum_k [v > t_k]`` or ``[v >= t_k]`` depending on which side a tie at ``t_k`` goes; the code is
-   ``sign << 3 | idx`` (the magnitude code of E2M1 / E1M2 is monotone in the value, so index == code).
+1. **Scale stage** (an FP32 divider, not generated as RTL here): ``q = |x| / s`` for a float32 element
+   ``x`` and its float32 group scale ``s``, delivered as an unsigned fixed-point number with ``frac_bits``
+   fractional bits, **rounded to odd** (truncate, then OR the discarded remainder into the LSB: the
+   divider's sticky bit) and saturated to ``mag_bits`` bits. The grid midpoints are multiples of
+   ``2**-(frac_bits - 1)``, one bit coarser than the LSB, so every comparison of this fixed-point value with
+   a midpoint has the same outcome as the comparison of the exact real quotient ``|x| / s`` (proof in
+   :func:`scale_to_fixed`). The stage is exact.
+2. **Compare stage** (RTL: ``fpqvar.hw.rtl.quantizer``): the magnitude index is the number of midpoints
+   passed, ``idx = sum_k [v > t_k]`` or ``[v >= t_k]`` depending on which side a tie at ``t_k`` goes; the
+   code is ``sign << 3 | idx`` (the magnitude code of E2M1 / E1M2 is monotone in the value: index == code).
 
 Tie rules (the names and meanings of ``fpqvar.formats.grid.ROUNDINGS``):
 
@@ -19,14 +20,15 @@ Tie rules (the names and meanings of ``fpqvar.formats.grid.ROUNDINGS``):
 - ``"ties_up"``: ties go to the numerically larger grid value (upstream FPQVAR, fpqvar-method.md section 4):
   larger magnitude (``>=``) for positive ``x``, smaller magnitude (``>``) for negative ``x``.
 
-Scales follow ``fpqvar.formats.scales``: ``s = fl32(absmax / max_value)`` in float32, and an all-zero group gets
-``s = 1`` (its codes are all 0). The sign bit is the float's sign bit, so ``-0.0`` gives code ``0b1000`` as
-``fpqvar.formats.grid`` does.
+Scales follow ``fpqvar.formats.scales``: ``s = fl32(absmax / max_value)`` in float32, and an all-zero
+group gets ``s = 1`` (its codes are all 0). The sign bit is the float's sign bit, so ``-0.0`` gives code
+``0b1000`` as ``fpqvar.formats.grid`` does.
 
-DFQ (fpqvar-method.md section 6, fc2 input): per group, ``x <= 0`` goes to the negative half on E1M2 with
-``s_neg = fl32(max|x_neg| / 1.75)``, ``x > 0`` to the positive half on E2M1 with ``s_pos = fl32(max x_pos / 6)``.
-The code's top bit selects the half (1 = negative / E1M2, 0 = positive / E2M1); the low 3 bits are the magnitude
-code of the selected format. Zero is coded ``0b1000`` (it belongs to the negative half).
+DFQ (fpqvar-method.md section 6, fc2 input): per group, ``x <= 0`` goes to the negative half on E1M2
+with ``s_neg = fl32(max|x_neg| / 1.75)``, ``x > 0`` to the positive half on E2M1 with
+``s_pos = fl32(max x_pos / 6)``. The code's top bit selects the half (1 = negative / E1M2, 0 = positive /
+E2M1); the low 3 bits are the magnitude code of the selected format. Zero is coded ``0b1000`` (it belongs
+to the negative half).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def tie_goes_up(rounding: str, negative: np.ndarray | bool, n_thresholds: int = 
 
 
 def compare_stage(v: np.ndarray, negative: np.ndarray, fmt: str, rounding: str, frac_bits: int) -> np.ndarray:
-    """Magnitude index (0..7) of fixed-point magnitudes ``v`` (``frac_bits`` fractional bits, LSB = sticky)."""
+    """Magnitude index (0..7) of fixed-point magnitudes ``v`` (``frac_bits`` fraction bits, LSB = sticky)."""
     t = np.asarray(thresholds_fixed(_fp4(fmt).name, frac_bits), dtype=np.int64)
     v = np.asarray(v, dtype=np.int64)[..., None]
     up = tie_goes_up(rounding, negative, len(t))
@@ -168,7 +170,7 @@ def absmax_scales(absmax: np.ndarray, max_value: float) -> np.ndarray:
 
 
 def quantize_groups(x: np.ndarray, fmt: str = "e2m1", *, group_size: int = 128, rounding: str = "rne"):
-    """Per-group absmax FP4 quantization along the last dim: ``(codes uint8 (..., C), scales f32 (..., C/g))``."""
+    """Per-group absmax FP4 quantization, last dim: ``(codes uint8 (..., C), scales f32 (..., C/g))``."""
     f = _fp4(fmt)
     _check_rounding(rounding)
     xg = _groups(x, group_size)

@@ -244,7 +244,11 @@ def test_linear_within_documented_rounding(shape_x, c_out, rounding, dfq):
     fake-quantized operand is fl32(value * s) (relative u), so each product is off by <= 2u (2 u S in all),
     and the float64 sum adds < C * 2**-53 * S.
     """
-    from fpqvar.hw.datapath import accumulation_error_bound, linear_dfq_through_datapath, linear_through_datapath
+    from fpqvar.hw.datapath import (
+        accumulation_error_bound,
+        linear_dfq_through_datapath,
+        linear_through_datapath,
+    )
 
     rng = np.random.default_rng(sum(shape_x) + dfq)
     c_in = shape_x[-1]
