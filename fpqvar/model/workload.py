@@ -9,7 +9,7 @@ Order of one block at scale si (l = pn^2 new tokens, cum = tokens so far, rows =
 ada_lin -> ln1 (+AdaLN modulate) -> [ght1] -> [quant] -> qkv -> qk_norm -> attn_qk -> softmax
 -> attn_av -> [quant] -> proj -> residual1 -> ln2 -> [ght2] -> [quant] -> fc1 -> gelu -> [quant (DFQ)]
 -> fc2 -> residual2.
-Bracketed operators exist only when the options ask for them (GHT block, activation quantization group).
+Bracketed operators exist only when the options ask for them (GHT block, activation quantizers).
 
 Upstream recomputes ``ada_lin`` (and the head's AdaLN MLP) at each of the scales, on the same condition vector
 (var-model.md section 3.9): ``ada_lin_per_scale=True`` models that; once per sample suffices
@@ -73,23 +73,22 @@ class Op:
 
 @dataclass(frozen=True)
 class WorkloadOptions:
-    """What to put in the list. ``ght_block`` / ``act_quant_group`` None: no GHT / no act. quantizers."""
+    """What to put in the list. ``ght_block`` None: no GHT; ``quantize_acts``: dynamic activation quantizers
+    before qkv, proj, fc1 and fc2 (their element count does not depend on the group size)."""
 
     batch_images: int = 1
     cfg: bool = True
     ada_lin_per_scale: bool = True
     ght_block: int | None = None
-    act_quant_group: int | None = None
+    quantize_acts: bool = False
     include_vae_decode: bool = True
     version: int = WORKLOAD_VERSION
 
     def __post_init__(self) -> None:
         if self.batch_images < 1:
             raise ValueError(f"WorkloadOptions.batch_images must be >= 1, got {self.batch_images}")
-        for name in ("ght_block", "act_quant_group"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"WorkloadOptions.{name} must be None or >= 1, got {v}")
+        if self.ght_block is not None and self.ght_block < 1:
+            raise ValueError(f"WorkloadOptions.ght_block must be None or >= 1, got {self.ght_block}")
 
     @property
     def rows(self) -> int:
@@ -150,7 +149,7 @@ def _block_ops(cfg: VARConfig, opt: WorkloadOptions, si: int, b: int, l: int, cu
         if ght and opt.ght_block:  # block = C is the full-HT variant (fpqvar-method.md section 7)
             ops.append(Op(f"ght_{tag}", "ght", "ght", si, b, elems=t * k,
                           flops=round(t * hadamard_flops(k, opt.ght_block, "fwht"))))
-        if opt.act_quant_group:
+        if opt.quantize_acts:
             ops.append(elementwise(f"quant_{tag}", "quant", si, b, t * k, category="quant"))
 
     ops.append(elementwise("ln1", "ln", si, b, t * C))

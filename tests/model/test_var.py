@@ -6,7 +6,6 @@ import torch
 from fpqvar.model import build_var, build_vqvae, get_model_spec
 from fpqvar.model.sampling import cfg_mix, draw_tokens, sample_tokens, top_k_top_p_filter_
 from fpqvar.model.vqvae import phi_index_table
-from tests.model.conftest import make_tiny
 
 # Parameter counts quoted in shared/spec/var-model.md section 3.1 (and the VAE total in 2.1).
 SPEC_PARAMS = {"var-d16": 310_283_520, "var-d20": 600_917_136, "var-d24": 1_033_399_360, "var-d30": 2_010_020_356}
