@@ -1,0 +1,99 @@
+"""The generated units by name, and their deterministic Verilog export.
+
+Every unit is a ``wiring.Component``; Verilog comes from ``amaranth.back.verilog.convert`` (Amaranth's builtin
+Yosys) with ``emit_src=False`` so the text does not depend on the checkout path: the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["UnitInfo", "UNITS", "unit_names", "build_unit", "unit_verilog"]
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    name: str
+    description: str
+    factory: Callable
+    clocked: bool
+    category: str  # "multiplier", "quantizer", "pe", "fht" (rows of the area table)
+
+
+def _fp4_mul(output="sign_magnitude"):
+    from fpqvar.hw.rtl.fp4_mul import Fp4Mul
+    return Fp4Mul(output)
+
+
+def _dfq_mul():
+    from fpqvar.hw.rtl.dfq_mul import DfqMul
+    return DfqMul()
+
+
+def _int4_mul():
+    from fpqvar.hw.rtl.int4_mul import Int4Mul
+    return Int4Mul()
+
+
+def _quant(fmt):
+    from fpqvar.hw.rtl.quantizer import FpQuantizer
+    return FpQuantizer(fmt, "rne")
+
+
+def _pe(kind):
+    from fpqvar.hw.rtl.pe import DotProductPE
+    return DotProductPE(kind, 128)
+
+
+def _fht():
+    from fpqvar.hw.rtl.fht import FhtUnit
+    return FhtUnit(128, 8)
+
+
+_LIST = [
+    UnitInfo("int4_mul", "INT4 x INT4 -> int8, two's complement (baseline)", _int4_mul, False, "multiplier"),
+    UnitInfo("fp4_mul", "E2M1 x E2M1 LUT multiplier, sign-magnitude out (8-bit mag, units 1/4)",
+             _fp4_mul, False, "multiplier"),
+    UnitInfo("fp4_mul_twos", "E2M1 x E2M1 LUT multiplier, two's-complement out (anti-pattern, sec. 6)",
+             lambda: _fp4_mul("twos_complement"), False, "multiplier"),
+    UnitInfo("dfq_mul", "DFQ (E1M2-/E2M1+) x E2M1 LUT multiplier, sign-magnitude out (9-bit, units 1/8)",
+             _dfq_mul, False, "multiplier"),
+    UnitInfo("quant_e2m1", "E2M1 quantizer compare stage (6-bit fixed-point magnitude in, RNE)",
+             lambda: _quant("e2m1"), False, "quantizer"),
+    UnitInfo("quant_dfq", "DFQ quantizer compare stage (7-bit fixed-point magnitude in, RNE)",
+             lambda: _quant("dfq"), False, "quantizer"),
+    UnitInfo("pe_int4", "128-lane INT4 dot product, pipelined adder tree (15-bit out)",
+             lambda: _pe("int4"), True, "pe"),
+    UnitInfo("pe_fp4", "128-lane FP4 dot product, sign applied in the pipelined tree (16-bit out)",
+             lambda: _pe("fp4"), True, "pe"),
+    UnitInfo("pe_dfq", "128-lane DFQ dot product, two pipelined trees (2 x 17-bit out)",
+             lambda: _pe("dfq"), True, "pe"),
+    UnitInfo("fht128", "128-point FHT, 8-bit in / 15-bit out, 7 registered butterfly stages",
+             _fht, True, "fht"),
+]
+UNITS: dict[str, UnitInfo] = {u.name: u for u in _LIST}
+
+
+def unit_names() -> list[str]:
+    return list(UNITS)
+
+
+def _info(name: str) -> UnitInfo:
+    try:
+        return UNITS[name]
+    except KeyError:
+        raise ValueError(f"unknown RTL unit {name!r}; known: {', '.join(UNITS)}") from None
+
+
+def build_unit(name: str):
+    """A fresh Amaranth component for ``name``."""
+    return _info(name).factory()
+
+
+def unit_verilog(name: str) -> str:
+    """Verilog text of unit ``name``, top module named ``name`` (deterministic)."""
+    from amaranth.back import verilog
+
+    _info(name)
+    return verilog.convert(build_unit(name), name=name, emit_src=False)
