@@ -110,7 +110,7 @@ def test_ght_and_quant_ops_present_only_when_asked():
     var = get_model_spec("var-d30").var
     plain = transformer_ops(var, WorkloadOptions())
     assert not [o for o in plain if o.kind in ("ght", "quant")]
-    ops = transformer_ops(var, WorkloadOptions(ght_block=128, act_quant_group=128))
+    ops = transformer_ops(var, WorkloadOptions(ght_block=128, quantize_acts=True))
     ght = [o for o in ops if o.kind == "ght"]
     # fpqvar-method.md section 7: on the qkv and fc1 inputs only
     assert {o.name for o in ght} == {"ght_qkv", "ght_fc1"}
@@ -142,7 +142,7 @@ def test_batch_scales_flops_and_options_roundtrip():
     one = transformer_flops(transformer_ops(var, WorkloadOptions(batch_images=1)))
     four = transformer_flops(transformer_ops(var, WorkloadOptions(batch_images=4)))
     assert four == 4 * one
-    opt = WorkloadOptions(batch_images=2, ght_block=128, act_quant_group=128)
+    opt = WorkloadOptions(batch_images=2, ght_block=128, quantize_acts=True)
     assert WorkloadOptions.from_dict(opt.to_dict()) == opt
     with pytest.raises(ValueError, match="batch_images"):
         WorkloadOptions(batch_images=0)

@@ -1,10 +1,10 @@
 """Hardware descriptions for the performance model: frozen dataclasses, every assumption a named field.
 
-Each field carries ``metadata`` with its ``unit`` and ``source`` (where the value comes from, or "assumption"), so
-reports can print the assumption table (``assumptions(obj)``). Known VCK190 facts come from
-shared/spec/hardware.md section 2; LUT costs are "given" (hardware.md section 6) unless measured by part 1's
-``fpqvar hw area --json`` (``LutCosts.from_area_json``). Nothing here is fitted to the paper's numbers; calibrated
-variants live in ``claims.py`` and say so.
+Each field carries ``metadata`` with its ``unit`` and ``source`` (where the value comes from, or
+"assumption"), so reports can print the assumption table (``assumptions(obj)``). Known VCK190 facts come
+from shared/spec/hardware.md section 2; LUT costs are "given" (hardware.md section 6) unless measured by
+part 1's ``fpqvar hw area --json`` (``LutCosts.from_area_json``). Nothing here is fitted to the paper's
+numbers; calibrated variants live in ``claims.py`` and say so.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ def F(default, unit: str, source: str):  # noqa: N802 - a field constructor, rea
 def adder_tree_luts(lanes: int, in_bits: int, luts_per_bit: float) -> float:
     """LUTs of a binary adder tree over ``lanes`` inputs of ``in_bits`` bits.
 
-    Formula: sum over levels j = 1..log2(lanes) of (lanes / 2^j) adders of (in_bits + j - 1) bits, each bit one
-    LUT on the carry chain (``luts_per_bit``). 128 lanes of 9 bits: 1263 LUTs at 1 LUT per bit.
+    Formula: sum over levels j = 1..log2(lanes) of (lanes / 2^j) adders of (in_bits + j - 1) bits, each
+    bit one LUT on the carry chain (``luts_per_bit``). 128 lanes of 9 bits: 1263 LUTs at 1 LUT per bit.
     """
     if lanes < 1 or lanes & (lanes - 1):
         raise ValueError(f"adder_tree_luts: lanes must be a power of two, got {lanes}")
@@ -38,11 +38,11 @@ class LutCosts:
     """LUT cost of the FMU building blocks (one multiplier = one lane of a PE)."""
 
     e2m1_mult_luts: float = F(9.0, "LUT", SECTION6 + ": FP4xFP4 sign-magnitude multiplier")
-    e1m2_mult_luts: float = F(8.0, "LUT", SECTION6 + ": E1M2xE2M1 magnitude 7 LUTs + 1 sign XOR (DFQ neg side)")
+    e1m2_mult_luts: float = F(8.0, "LUT", SECTION6 + ": E1M2xE2M1 magnitude 7 + 1 sign XOR (DFQ x <= 0)")
     e2m1_product_bits: int = F(9, "bit", "derived: |E2M1 x E2M1| <= 36 = 144 quarter units, 8 bits + sign")
     dfq_product_bits: int = F(10, "bit", "derived: both DFQ products in 1/8 units, |p| <= 288: 9 bits + sign")
     adder_luts_per_bit: float = F(1.0, "LUT/bit", "assumption: one LUT per sum bit on the carry chain")
-    pe_overhead_luts: float = F(256.0, "LUT", "assumption: group accumulator, scale alignment, control per PE")
+    pe_overhead_luts: float = F(256.0, "LUT", "assumption: group accumulator, scale alignment, control")
     fht128_luts: float = F(9856.0, "LUT", SECTION6 + ": 128-pt 8-bit FWHT, 7 pipeline stages")
     source: str = SECTION6
     version: int = HW_VERSION
@@ -53,8 +53,8 @@ class LutCosts:
         return lanes * self.e2m1_mult_luts + tree + self.pe_overhead_luts
 
     def dfq_pe_luts(self, lanes: int) -> float:
-        """Two multiplier sets per lane (E2M1 x E2M1 for x > 0, E1M2 x E2M1 for x <= 0, the sign selects) and two
-        adder trees, one per sign, because each sign has its own scale (fpqvar-method.md section 6)."""
+        """Two multiplier sets per lane (E2M1 x E2M1 for x > 0, E1M2 x E2M1 for x <= 0, the sign selects)
+        and two adder trees, one per sign: each sign has its own scale (fpqvar-method.md section 6)."""
         tree = adder_tree_luts(lanes, self.dfq_product_bits, self.adder_luts_per_bit)
         return lanes * (self.e2m1_mult_luts + self.e1m2_mult_luts) + 2 * tree + self.pe_overhead_luts
 
@@ -99,20 +99,33 @@ class FMU:
     dfq_lut_fraction: float | None = F(None, "1", "None: the split minimising sequential linear time, "
                                        "P_e/P_d = sqrt(2 c_d / c_e) (qkv+proj+fc1 have 2x fc2's MACs)")
     lanes_per_pe: int = F(128, "lane", "fpqvar-method.md section 5: group size 128 = one group per PE cycle")
-    pe_latency_cycles: int = F(9, "cycle", "assumption: 1 multiplier + 7 adder-tree + 1 accumulate stage")
-    dsps_per_pe: int = F(1, "DSP", "assumption: one DSP58 (FP32 mode) applies the group scales and accumulates")
+    mult_cycles: int = F(1, "cycle", "assumption: products registered once (as part 1's PE, fpqvar.hw.rtl.pe)")
+    tree_cycles_per_level: int = F(1, "cycle", "assumption: a register after every adder-tree level (as part 1)")
+    pe_initiation_interval_cycles: int = F(1, "cycle", "assumption: one group dot product per PE per cycle")
+    accumulate_cycles: int = F(4, "cycle", "assumption: DSPFP32 scale-multiply-accumulate of group partial sums")
+    dsps_per_pe: int = F(1, "DSP", "assumption: one DSP58 (FP32 mode) applies group scales, accumulates")
     e2m1_pes: int | None = F(None, "PE", "None: from the budget; an int overrides (array-size sweeps)")
     dfq_pes: int | None = F(None, "PE", "None: from the budget; 0 runs fc2 on the E2M1 array")
     costs: LutCosts = field(default_factory=LutCosts)
 
     def __post_init__(self) -> None:
-        _positive(self, "lut_budget_luts", "lanes_per_pe")
+        _positive(self, "lut_budget_luts", "lanes_per_pe", "pe_initiation_interval_cycles")
         if self.dfq_lut_fraction is not None and not 0 <= self.dfq_lut_fraction < 1:
             raise ValueError(f"FMU.dfq_lut_fraction must be in [0, 1), got {self.dfq_lut_fraction}")
         for name in ("e2m1_pes", "dfq_pes"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"FMU.{name} must be >= 0 or None, got {v}")
+
+    @property
+    def group_dot_latency_cycles(self) -> int:
+        """Cycles from a group's operands entering a PE to its dot product: mult + log2(lanes) tree levels."""
+        return self.mult_cycles + self.tree_cycles_per_level * int(math.log2(self.lanes_per_pe))
+
+    @property
+    def pe_latency_cycles(self) -> int:
+        """Pipeline fill of the PE array: the group dot product, then scale-and-accumulate."""
+        return self.group_dot_latency_cycles + self.accumulate_cycles
 
     @property
     def e2m1_pe_luts(self) -> float:
@@ -157,12 +170,15 @@ class DSPArray:
                                        "gives 3 MACs/cycle for 4-8-bit operands")
     fp16_macs_per_dsp_cycle: float = F(1.0, "MAC/cycle", "assumption: FP16 computed in DSPFP32 mode, one FMA")
     latency_cycles: int = F(8, "cycle", "assumption: pipeline fill of a dot-product chain")
+    gemm_dsps: int | None = F(None, "DSP", "None: every DSP not reserved or used by PEs; an int fixes the "
+                              "DSP GEMM array size")
 
     def __post_init__(self) -> None:
         _positive(self, "device_dsps", "int8_macs_per_dsp_cycle", "int4_macs_per_dsp_cycle",
                   "fp16_macs_per_dsp_cycle")
         if not 0 <= self.reserved_dsps <= self.device_dsps:
-            raise ValueError(f"DSPArray.reserved_dsps must be in [0, {self.device_dsps}], got {self.reserved_dsps}")
+            raise ValueError(f"DSPArray.reserved_dsps must be in [0, {self.device_dsps}], "
+                             f"got {self.reserved_dsps}")
 
     def macs_per_dsp_cycle(self, precision: str) -> float:
         try:
@@ -178,12 +194,20 @@ class GHTUnit:
 
     points: int = F(128, "element", "fpqvar-method.md section 7: GHT block size 128")
     units: int = F(1, "unit", "assumption: one GHTU")
-    vectors_per_cycle: float = F(1.0, "vector/cycle", "assumption: fully pipelined, one 128-vector per cycle per "
-                                 "unit (the 7-stage FWHT of hardware.md section 6)")
-    latency_cycles: int = F(7, "cycle", "hardware.md section 6: 7 pipeline stages (log2 128)")
+    vectors_per_cycle: float = F(1.0, "vector/cycle", "assumption: fully pipelined, one 128-vector per "
+                                 "cycle per unit (the 7-stage FWHT of hardware.md section 6)")
+    cycles_per_stage: int = F(1, "cycle", "assumption: one register per butterfly stage (hardware.md section 6: "
+                              "7 pipeline stages for 128 points)")
 
     def __post_init__(self) -> None:
         _positive(self, "points", "units", "vectors_per_cycle")
+        if self.points & (self.points - 1):
+            raise ValueError(f"GHTUnit.points must be a power of two, got {self.points}")
+
+    @property
+    def latency_cycles(self) -> int:
+        """log2(points) butterfly stages."""
+        return self.cycles_per_stage * int(math.log2(self.points))
 
 
 @dataclass(frozen=True)
@@ -235,6 +259,8 @@ class Memory:
     offchip_bandwidth_bytes_per_s: float = F(25.6e9, "byte/s", "assumption: DDR4-3200 x 64 bit (hardware.md "
                                              "section 2, arithmetic; board figure unknown)")
     offchip_efficiency: float = F(1.0, "1", "assumption: ideal DDR efficiency (lower it to model losses)")
+    double_buffered: bool = F(True, "-", "assumption: ping-pong tile buffers, so tile load / compute / store "
+                              "overlap (CHARM-style); False: each tile loads, computes, stores in turn")
 
     def __post_init__(self) -> None:
         _positive(self, "weight_buffer_bytes", "act_buffer_bytes", "offchip_bandwidth_bytes_per_s")
