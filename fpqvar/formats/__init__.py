@@ -1,6 +1,7 @@
 """Number formats: the single source of numeric truth (needs only numpy / torch / ml_dtypes).
 
-- ``spec``: format definitions (``e2m1`` ... ``e5m2``, ``int2`` .. ``int8``, ``uint2`` .. ``uint8``, ``neg32``);
+- ``spec``: format definitions (``e2m1`` ... ``e5m2``, ``int2`` .. ``int8``, ``uint2`` .. ``uint8``,
+  ``neg32``);
 - ``grid``: rounding onto a grid (RNE / ties to the larger value), codes (encode / decode), NaN / Inf policy;
 - ``scales``: absmax / min-max scales per tensor, channel, token, group; E8M0 power-of-two scales;
 - ``quantizer``: ``fake_quantize``, ``quantize`` / ``dequantize`` (codes + scales);

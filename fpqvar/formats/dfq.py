@@ -13,12 +13,13 @@ variant   negatives                   positives                    default group
 ``fp6``   INT {-32 .. -1, 0}, max 32  E2M3 {0 .. 7.5}, max 7.5      per token
 ========  ==========================  ===========================  ==============
 
-A group with no positive (or no negative) values gets scale 1 on that side (unused), so the result stays finite
-and exact where upstream divides 0 by 0. Zero results are ``+0``. NaN / Inf follow ``grid.py``: Inf saturates,
-NaN propagates (``dfq_fake_quantize``) or raises ``ValueError`` (``dfq_quantize``); scales use finite values.
+A group with no positive (or no negative) values gets scale 1 on that side (unused), so the result stays
+finite and exact where upstream divides 0 by 0. Zero results are ``+0``. NaN / Inf follow ``grid.py``: Inf
+saturates, NaN propagates (``dfq_fake_quantize``) or raises ``ValueError`` (``dfq_quantize``); scales use the
+finite values.
 
-Codes (``dfq_quantize``), one ``torch.uint8`` per value, ``bits`` = 4 (fp4) or 6 (fp6); the top bit selects the
-format, so a code is as wide as one single-format code:
+Codes (``dfq_quantize``), one ``torch.uint8`` per value, ``bits`` = 4 (fp4) or 6 (fp6); the top bit selects
+the format, so a code is as wide as one single-format code:
 
 - top bit 0: positive half, low bits = the positive format's magnitude code (E2M1: 3 bits, E2M3: 5 bits);
   zero is always coded here, as code 0 (the negative-zero code ``top | 0`` is never produced);
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fpqvar.formats.blocks import blocks, whole_rows
 from fpqvar.formats.grid import _check_rounding, _codes_from_grid, _round_, decode
 from fpqvar.formats.scales import Layout, guard_scale, resolve_layout, row_minmax
 from fpqvar.formats.spec import Format, get_format
@@ -55,7 +57,7 @@ DFQ_VARIANTS = {
 
 @dataclass(frozen=True)
 class DFQTensor:
-    """DFQ codes (``x``'s shape, uint8, unpacked) and the two float32 scales (public layout of ``scales.py``)."""
+    """DFQ codes (``x``'s shape, uint8, unpacked) and both float32 scales (public layout, ``scales.py``)."""
 
     codes: torch.Tensor
     scale_neg: torch.Tensor
@@ -84,26 +86,58 @@ def _layout(shape, group_size, dim) -> Layout:
     return resolve_layout(shape, group_size=group_size, dim=dim)
 
 
-def _dfq_work(xw: torch.Tensor, v: _Variant, rounding: str):
-    """Grid values ``q`` (unscaled, zeros ``+0``), the per-element scale, the mask ``x <= 0`` and both scales."""
-    mn, mx = row_minmax(xw)
-    s_neg = guard_scale((-mn).clamp_(min=0.0) / v.neg.max_value)
-    s_pos = guard_scale(mx.clamp(min=0.0) / v.pos.max_value)
-    neg = xw <= 0
+def _dfq_scales(xc: torch.Tensor, v: _Variant) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s_neg, s_pos) per row, ``(rows, 1)``; a missing half gets scale 1 (``guard_scale``)."""
+    mn, mx = row_minmax(xc)
+    s_neg = guard_scale(mn.neg_().clamp_(min=0.0).div_(v.neg.max_value))
+    s_pos = guard_scale(mx.clamp_(min=0.0).div_(v.pos.max_value))
+    return s_neg, s_pos
+
+
+def _dfq_block(xc: torch.Tensor, s_neg, s_pos, v: _Variant, rounding: str, out: torch.Tensor | None):
+    """Grid values (unscaled, zeros ``+0``) of one block, the mask ``x <= 0`` and the per-element scale."""
+    neg = torch.le(xc, 0)
     s_sel = torch.where(neg, s_neg, s_pos)
-    t = xw / s_sel
+    t = torch.div(xc, s_sel) if out is None else torch.div(xc, s_sel, out=out)
     if v.neg.name == "e1m2" and v.pos.name == "e2m1" and rounding == "rne":
-        # Fast path, both halves at once (same values as the general path below, which the tests compare):
-        # float32 addition of M = step * 2**23 rounds to multiples of `step`, ties to even (see grid.py).
+        # Fast path, both halves in one pass (the tests check it against the general path below):
+        # (t + M) - M with M = 1.5 * step * 2**23 rounds to multiples of `step`, ties to even (grid.py).
         t.clamp_(-1.75, 6.0)
-        m = t.view(torch.int32) & 0x7F800000
-        m.clamp_(min=127 << 23).add_(22 << 23)  # E2M1: step 2**(max(e, 0) - 1)
-        big = torch.where(neg, -(2.0**21), m.view(torch.float32))  # E1M2 on [-1.75, 0]: uniform step 0.25
-        q = t.add_(big).sub_(big)  # (t + M) - M: zero results are +0
+        m = torch.bitwise_and(t.view(torch.int32), 0x7F800000)
+        m.clamp_(min=127 << 23).add_((22 << 23) | 0x400000)  # E2M1: step 2**(max(e, 0) - 1)
+        big = m.view(torch.float32).masked_fill_(neg, 1.5 * 2.0**21)  # E1M2 on [-1.75, 0]: step 0.25
+        t.add_(big).sub_(big)  # zero results are +0
     else:
-        q_neg = _round_(t.clone(), v.neg, rounding)
-        q = torch.where(neg, q_neg, _round_(t, v.pos, rounding)).add_(0.0)  # -0 -> +0
-    return q, s_sel, neg, s_neg, s_pos
+        q_neg = _round_(t.clone(), v.neg, rounding, xc)
+        t.copy_(torch.where(neg, q_neg, _round_(t, v.pos, rounding, xc))).add_(0.0)  # -0 -> +0
+    return t, neg, s_sel
+
+
+def _dfq_rows(x: torch.Tensor, group_size, dim, variant: str, rounding: str, out: torch.Tensor | None = None):
+    """``((layout, variant, s_neg, s_pos), blocks)``; iterating ``blocks`` yields ``(rs, cs, q, neg, s_sel)``
+    and fills the work-layout scales ``s_neg`` / ``s_pos`` ``(rows, 1)`` as it goes."""
+    v = _variant(variant)
+    _check_rounding(rounding)
+    layout = _layout(x.shape, _resolve_group(group_size, v), dim)
+    xw = layout.to_work(x)
+    rows, n = xw.shape
+    per_block = whole_rows(n, x.device)
+    if per_block:
+        s_neg = torch.empty((rows, 1), dtype=torch.float32, device=x.device)
+        s_pos = torch.empty_like(s_neg)
+    else:
+        s_neg, s_pos = _dfq_scales(xw.to(torch.float32), v)
+    plan = (layout, v, s_neg, s_pos)
+
+    def gen():
+        for rs, cs in blocks(rows, n, x.device):
+            xc = xw[rs, cs].to(torch.float32)
+            if per_block:
+                s_neg[rs], s_pos[rs] = _dfq_scales(xc, v)
+            o = None if out is None else out[rs, cs]
+            yield (rs, cs, *_dfq_block(xc, s_neg[rs], s_pos[rs], v, rounding, o))
+
+    return plan, gen()
 
 
 def _resolve_group(group_size, v: _Variant):
@@ -122,13 +156,18 @@ def dfq_fake_quantize(
 
     ``group_size="auto"``: 128 for ``fp4``, per token (``None``: the whole last dim) for ``fp6``.
     """
-    v = _variant(variant)
     _check_rounding(rounding)
+    layout = _layout(x.shape, _resolve_group(group_size, _variant(variant)), dim)
     if x.numel() == 0:
         return x.clone()
-    layout = _layout(x.shape, _resolve_group(group_size, v), dim)
-    q, s_sel, *_ = _dfq_work(layout.to_work(x.to(torch.float32)), v, rounding)
-    return layout.from_work(q.mul_(s_sel)).to(x.dtype)
+    direct = x.dtype == torch.float32
+    out = torch.empty(layout.to_work(x).shape, dtype=x.dtype, device=x.device)
+    _, rows = _dfq_rows(x, group_size, dim, variant, rounding, out if direct else None)
+    for rs, cs, q, _neg, s_sel in rows:
+        q.mul_(s_sel)
+        if not direct:
+            out[rs, cs] = q
+    return layout.from_work(out).contiguous()
 
 
 def dfq_quantize(
@@ -140,20 +179,19 @@ def dfq_quantize(
     rounding: str = "rne",
 ) -> DFQTensor:
     """DFQ codes and scales; ``dfq_dequantize(dfq_quantize(x)) == dfq_fake_quantize(x)`` bit for bit."""
-    v = _variant(variant)
-    _check_rounding(rounding)
     if bool(torch.isnan(x).any()):
         raise ValueError(f"dfq_quantize: input of shape {tuple(x.shape)} contains NaN")
-    layout = _layout(x.shape, _resolve_group(group_size, v), dim)
-    q, _, neg, s_neg, s_pos = _dfq_work(layout.to_work(x.to(torch.float32)), v, rounding)
-    a = q.abs()
+    (layout, v, s_neg, s_pos), rows = _dfq_rows(x, group_size, dim, variant, rounding)
+    codes = torch.empty(layout.to_work(x).shape, dtype=torch.uint8, device=x.device)
     top = 1 << (v.bits - 1)
-    if v.neg.kind == "float":
-        neg_mag = _codes_from_grid(a, v.neg).to(torch.int32)
-    else:
-        neg_mag = a.to(torch.int32) - 1  # |q| in 1..32 -> 0..31
-    pos_mag = _codes_from_grid(a.clamp(max=v.pos.max_value), v.pos).to(torch.int32)
-    codes = torch.where(neg & (q != 0), neg_mag | top, pos_mag).to(torch.uint8)
+    for rs, cs, q, neg, _ in rows:
+        a = q.abs()
+        if v.neg.kind == "float":
+            neg_mag = _codes_from_grid(a, v.neg).to(torch.int32)
+        else:
+            neg_mag = a.to(torch.int32) - 1  # |q| in 1..32 -> 0..31
+        pos_mag = _codes_from_grid(a.clamp_(max=v.pos.max_value), v.pos).to(torch.int32)
+        codes[rs, cs] = torch.where(neg & (q != 0), neg_mag | top, pos_mag).to(torch.uint8)
     return DFQTensor(
         codes=layout.from_work(codes).contiguous(),
         scale_neg=layout.scale_from_work(s_neg),

@@ -39,9 +39,10 @@ def pack_int4(codes: torch.Tensor) -> torch.Tensor:
 def unpack_int4(packed: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse of :func:`pack_int4`: ``(..., n // 2)`` bytes -> ``(..., n)`` codes."""
     if packed.dtype != torch.uint8 or packed.dim() == 0:
-        raise ValueError(f"unpack_int4: need a uint8 tensor with >= 1 dim, got {packed.dtype} {tuple(packed.shape)}")
+        raise ValueError(f"unpack_int4: need uint8 with >= 1 dim, got {packed.dtype} {tuple(packed.shape)}")
     if n != 2 * packed.shape[-1]:
-        raise ValueError(f"unpack_int4: n={n} codes do not fit packed shape {tuple(packed.shape)} (need 2 * last dim)")
+        raise ValueError(f"unpack_int4: n={n} codes do not fit packed shape {tuple(packed.shape)} "
+                         "(n must be 2 * last dim)")
     out = torch.stack((packed & 0x0F, packed >> 4), dim=-1)
     return out.reshape(*packed.shape[:-1], n)
 
@@ -61,7 +62,7 @@ def pack_int6(codes: torch.Tensor) -> torch.Tensor:
 def unpack_int6(packed: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse of :func:`pack_int6`: ``(..., 3 * n // 4)`` bytes -> ``(..., n)`` codes."""
     if packed.dtype != torch.uint8 or packed.dim() == 0:
-        raise ValueError(f"unpack_int6: need a uint8 tensor with >= 1 dim, got {packed.dtype} {tuple(packed.shape)}")
+        raise ValueError(f"unpack_int6: need uint8 with >= 1 dim, got {packed.dtype} {tuple(packed.shape)}")
     m = packed.shape[-1]
     if m % 3 or n != 4 * (m // 3):
         raise ValueError(f"unpack_int6: n={n} codes do not fit packed shape {tuple(packed.shape)} "

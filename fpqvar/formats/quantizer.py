@@ -1,15 +1,15 @@
-"""Tensor-level quantization: scale -> round -> (codes) -> dequantize, and fake quantization.
+"""Tensor-level quantization: scale -> round -> codes -> dequantize, and fake quantization.
 
 ``fake_quantize(x, fmt, ...)`` returns ``round_to_grid(x / s) * s`` in ``x``'s shape and dtype (computed in
 float32). ``quantize`` returns the same information as codes + scales (``QuantizedTensor``), and
 ``dequantize(quantize(x, ...)) == fake_quantize(x, ...)`` bit for bit: both run the same float32 steps.
 
-Scales are dynamic (absmax of each group, ``scales.py``) unless ``scale=`` is passed (static / calibrated scales,
-in the public scale layout of ``scales.py``, or any tensor / float broadcastable to it). Asymmetric INT formats
+Scales are dynamic (absmax of each group, ``scales.py``) unless ``scale=`` is passed: static (calibrated)
+scales in the public scale layout of ``scales.py``, or anything broadcastable to it. Asymmetric INT formats
 (``uint*``) use min-max scales with a zero point (LiteVAR style): ``x_hat = (q - zp) * s``.
 
-``fmt`` is a name (``"e2m1"``, ``"int4"`` ...) or a format object; ``group_size=None`` and ``granularity=None``
-mean one scale per tensor. NaN / Inf policy: see ``grid.py``.
+``fmt`` is a name (``"e2m1"``, ``"int4"`` ...) or a format object; ``group_size=None`` with
+``granularity=None`` means one scale per tensor. NaN / Inf policy: see ``grid.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fpqvar.formats.blocks import blocks, whole_rows
 from fpqvar.formats.grid import _check_rounding, _codes_from_grid, _round_, decode
 from fpqvar.formats.scales import Layout, resolve_layout, work_absmax_scale, work_minmax_scale
 from fpqvar.formats.spec import Format, IntFormat, get_format
@@ -27,7 +28,7 @@ __all__ = ["QuantizedTensor", "fake_quantize", "quantize", "dequantize"]
 
 @dataclass(frozen=True)
 class QuantizedTensor:
-    """Codes (``torch.uint8``, ``x``'s shape, one code per element, unpacked) and float32 scales.
+    """Codes (``torch.uint8``, ``x``'s shape, one per element, unpacked) and float32 scales.
 
     ``scale`` (and ``zero_point`` for asymmetric INT formats) use the public scale layout of ``scales.py``:
     ``x.ndim`` dims, reduced dims of size 1, ``dim`` cut into ``shape[dim] // group_size`` groups.
@@ -45,63 +46,92 @@ class QuantizedTensor:
 
     @property
     def layout(self) -> Layout:
-        return resolve_layout(self.shape, group_size=self.group_size, dim=self.dim, granularity=self.granularity)
+        return resolve_layout(self.shape, group_size=self.group_size, dim=self.dim,
+                              granularity=self.granularity)
 
 
 def _is_asym(fmt: Format) -> bool:
     return isinstance(fmt, IntFormat) and not fmt.symmetric
 
 
-def _static_scale(value, layout: Layout, name: str, device: torch.device) -> torch.Tensor:
+def _static(value, layout: Layout, name: str, device: torch.device) -> torch.Tensor:
     s = torch.as_tensor(value, dtype=torch.float32, device=device)
     try:
-        torch.broadcast_shapes(s.shape, layout.scale_shape)
-        if torch.broadcast_shapes(s.shape, layout.scale_shape) != layout.scale_shape:
-            raise RuntimeError
+        ok = torch.broadcast_shapes(s.shape, layout.scale_shape) == layout.scale_shape
     except RuntimeError:
+        ok = False
+    if not ok:
         raise ValueError(
             f"static {name} of shape {tuple(s.shape)} does not broadcast to the {layout.granularity} scale "
             f"shape {layout.scale_shape} of a tensor with shape {layout.shape}"
-        ) from None
+        )
     if name == "scale" and bool(((s <= 0) | ~torch.isfinite(s)).any()):
         raise ValueError(f"static scale must be finite and > 0 (shape {tuple(s.shape)})")
     return layout.scale_to_work(s)
 
 
-def _prepare(x, fmt, group_size, dim, rounding, granularity, scale, zero_point, power_of_two):
-    """Shared by fake_quantize / quantize: work view, scale(s), and the rounded grid values ``q`` (float32)."""
-    fmt = get_format(fmt)
-    _check_rounding(rounding)
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"quantize to {fmt.name}: x must be a float tensor, got {x.dtype}")
-    layout = resolve_layout(x.shape, group_size=group_size, dim=dim, granularity=granularity)
-    xw = layout.to_work(x.to(torch.float32))
-    zp = None
-    if _is_asym(fmt):
-        if power_of_two:
-            raise ValueError(f"power_of_two scales are for symmetric formats, not {fmt.name!r}")
-        if scale is None:
-            s, zp = work_minmax_scale(xw, fmt)
-        else:
-            if zero_point is None:
-                raise ValueError(f"a static scale for {fmt.name!r} needs zero_point= too")
-            s = _static_scale(scale, layout, "scale", x.device)
-            zp = _static_scale(zero_point, layout, "zero_point", x.device)
-        # round(x / s) first, then shift by the zero point and clamp (upstream / LiteVAR order)
-        t = _round_asym_(xw / s, fmt, zp, rounding)
-    else:
-        if zero_point is not None:
-            raise ValueError(f"zero_point is only used by asymmetric formats, not {fmt.name!r}")
-        if scale is None:
-            s = work_absmax_scale(xw, fmt, power_of_two)
-        else:
-            s = _static_scale(scale, layout, "scale", x.device)
-        t = _round_(xw / s, fmt, rounding)
-    return fmt, layout, s, zp, t
+class _Plan:
+    """Validated arguments plus the per-row scales (filled block by block when they are dynamic)."""
+
+    def __init__(self, x, fmt, group_size, dim, rounding, granularity, scale, zero_point, power_of_two):
+        self.fmt = get_format(fmt)
+        _check_rounding(rounding)
+        if not x.dtype.is_floating_point:
+            raise ValueError(f"quantize to {self.fmt.name}: x must be a float tensor, got {x.dtype}")
+        self.rounding, self.pow2 = rounding, power_of_two
+        self.asym = _is_asym(self.fmt)
+        if self.asym and power_of_two:
+            raise ValueError(f"power_of_two scales are for symmetric formats, not {self.fmt.name!r}")
+        if self.asym and scale is not None and zero_point is None:
+            raise ValueError(f"a static scale for {self.fmt.name!r} needs zero_point= too")
+        if not self.asym and zero_point is not None:
+            raise ValueError(f"zero_point is only used by asymmetric formats, not {self.fmt.name!r}")
+        self.layout = resolve_layout(x.shape, group_size=group_size, dim=dim, granularity=granularity)
+        self.xw = self.layout.to_work(x)
+        rows, n = self.xw.shape
+        dev = x.device
+        self.per_block = scale is None and whole_rows(n, dev)
+        self.zp = None
+        if scale is not None:
+            self.s = _static(scale, self.layout, "scale", dev)
+            if self.asym:
+                self.zp = _static(zero_point, self.layout, "zero_point", dev)
+        elif self.per_block:  # filled by rows()
+            self.s = torch.empty((rows, 1), dtype=torch.float32, device=dev)
+            if self.asym:
+                self.zp = torch.empty_like(self.s)
+        else:  # rows longer than a block: reduce first, then round block by block
+            self.s, self.zp = self._dynamic(self.xw.to(torch.float32))
+
+    def _dynamic(self, xc: torch.Tensor):
+        if self.asym:
+            return work_minmax_scale(xc, self.fmt)
+        return work_absmax_scale(xc, self.fmt, self.pow2), None
+
+    def rows(self, out: torch.Tensor | None = None):
+        """Yield ``(rs, cs, q)``: grid values ``q`` (float32) of each block, scales filled as it goes.
+
+        ``q`` is written into ``out[rs, cs]`` if ``out`` (float32, work shape) is given, else a fresh tensor.
+        """
+        xw = self.xw
+        for rs, cs in blocks(*xw.shape, xw.device):
+            xc = xw[rs, cs].to(torch.float32)
+            if self.per_block:
+                s, zp = self._dynamic(xc)
+                self.s[rs] = s
+                if zp is not None:
+                    self.zp[rs] = zp
+            s = self.s[rs]
+            q = torch.div(xc, s) if out is None else torch.div(xc, s, out=out[rs, cs])
+            if self.asym:
+                _round_asym_(q, self.fmt, self.zp[rs], self.rounding)
+            else:
+                _round_(q, self.fmt, self.rounding, xc)
+            yield rs, cs, q
 
 
 def _round_asym_(t: torch.Tensor, fmt: IntFormat, zp: torch.Tensor, rounding: str) -> torch.Tensor:
-    """``clamp(round(t) + zp, qmin, qmax)`` in place (values are integers stored in float32)."""
+    """``clamp(round(t) + zp, qmin, qmax)`` in place (integers stored in float32); Inf saturates."""
     if rounding == "rne":
         t.round_()
     else:
@@ -109,10 +139,10 @@ def _round_asym_(t: torch.Tensor, fmt: IntFormat, zp: torch.Tensor, rounding: st
     return t.add_(zp).clamp_(float(fmt.qmin), float(fmt.qmax)).add_(0.0)
 
 
-def _dequant_work(q: torch.Tensor, s: torch.Tensor, zp: torch.Tensor | None) -> torch.Tensor:
+def _dequant_(q: torch.Tensor, s: torch.Tensor, zp: torch.Tensor | None) -> torch.Tensor:
     if zp is not None:
-        q = q - zp
-    return q * s
+        q.sub_(zp)
+    return q.mul_(s)
 
 
 def fake_quantize(
@@ -127,16 +157,17 @@ def fake_quantize(
     zero_point: torch.Tensor | float | None = None,
     power_of_two: bool = False,
 ) -> torch.Tensor:
-    """Quantize-dequantize ``x`` onto ``fmt`` with absmax (or min-max) scales; same shape and dtype as ``x``."""
+    """Quantize-dequantize ``x`` onto ``fmt``; same shape and dtype as ``x``."""
+    plan = _Plan(x, fmt, group_size, dim, rounding, granularity, scale, zero_point, power_of_two)
     if x.numel() == 0:
         return x.clone()
-    fmt, layout, s, zp, q = _prepare(x, fmt, group_size, dim, rounding, granularity, scale, zero_point,
-                                     power_of_two)
-    if zp is None:
-        out = q.mul_(s)
-    else:
-        out = _dequant_work(q, s, zp)
-    return layout.from_work(out).to(x.dtype)
+    out = torch.empty(plan.xw.shape, dtype=x.dtype, device=x.device)
+    direct = x.dtype == torch.float32  # round in place in the output; else convert block by block
+    for rs, cs, q in plan.rows(out if direct else None):
+        q = _dequant_(q, plan.s[rs], None if plan.zp is None else plan.zp[rs])
+        if not direct:
+            out[rs, cs] = q
+    return plan.layout.from_work(out).contiguous()
 
 
 def quantize(
@@ -152,20 +183,21 @@ def quantize(
     power_of_two: bool = False,
 ) -> QuantizedTensor:
     """Codes and scales of ``x`` on ``fmt``; NaN in ``x`` raises ``ValueError`` (see ``grid.py``)."""
-    f = get_format(fmt)
+    plan = _Plan(x, fmt, group_size, dim, rounding, granularity, scale, zero_point, power_of_two)
     if bool(torch.isnan(x).any()):
-        raise ValueError(f"quantize to {f.name}: input of shape {tuple(x.shape)} contains NaN")
-    fmt, layout, s, zp, q = _prepare(x, f, group_size, dim, rounding, granularity, scale, zero_point,
-                                     power_of_two)
-    codes = q.to(torch.uint8) if zp is not None else _codes_from_grid(q, fmt)
+        raise ValueError(f"quantize to {plan.fmt.name}: input of shape {tuple(x.shape)} contains NaN")
+    layout = plan.layout
+    codes = torch.empty(plan.xw.shape, dtype=torch.uint8, device=x.device)
+    for rs, cs, q in plan.rows():
+        codes[rs, cs] = q.to(torch.uint8) if plan.asym else _codes_from_grid(q, plan.fmt)
     return QuantizedTensor(
         codes=layout.from_work(codes).contiguous(),
-        scale=layout.scale_from_work(s),
-        fmt=fmt,
+        scale=layout.scale_from_work(plan.s),
+        fmt=plan.fmt,
         group_size=layout.group_size,
-        dim=layout.dim if layout.granularity == "group" else dim,
+        dim=layout.dim,
         shape=tuple(x.shape),
-        zero_point=None if zp is None else layout.scale_from_work(zp),
+        zero_point=None if plan.zp is None else layout.scale_from_work(plan.zp),
         granularity=layout.granularity,
         dtype=x.dtype,
     )
@@ -175,11 +207,7 @@ def dequantize(q: QuantizedTensor) -> torch.Tensor:
     """Values of a :class:`QuantizedTensor`, in its original dtype."""
     layout = q.layout
     codes_w = layout.to_work(q.codes)
-    if _is_asym(q.fmt):
-        vals = codes_w.to(torch.float32)
-        zp = layout.scale_to_work(q.zero_point)
-    else:
-        vals = decode(codes_w, q.fmt)
-        zp = None
-    out = _dequant_work(vals, layout.scale_to_work(q.scale), zp)
+    vals = codes_w.to(torch.float32) if _is_asym(q.fmt) else decode(codes_w, q.fmt)
+    zp = None if q.zero_point is None else layout.scale_to_work(q.zero_point)
+    out = _dequant_(vals, layout.scale_to_work(q.scale), zp)
     return layout.from_work(out).to(q.dtype)

@@ -5,8 +5,9 @@ Granularities (``fpqvar-method.md`` section 5):
 - ``"tensor"``: one scale for the whole tensor;
 - ``"channel"``: one per output row of a weight ``w_OI`` (reduce over every dim but 0);
 - ``"token"``: one per row of an activation ``x_..C`` (reduce over the last dim);
-- ``"group"``: one per ``group_size`` contiguous elements along ``dim`` (default 128 when ``granularity="group"``
-  is named without a size). The size must divide the dim: a short last group is refused (``ValueError``).
+- ``"group"``: one per ``group_size`` contiguous elements along ``dim`` (default 128 when
+  ``granularity="group"`` is named without a size). The size must divide the dim: a short last group is
+  refused (``ValueError``).
 
 Scale shapes (the "public" layout every function here returns and accepts as a static ``scale=``): the
 scale has ``x.ndim`` dims; reduced dims have size 1; for groups, ``dim`` has ``size // group_size`` entries.
@@ -16,17 +17,19 @@ Rules:
 - absmax: ``s = max|x| / fmt.max_value`` (a plain real number, no clipping; section 4), computed in float32;
 - ``power_of_two=True``: MX-style E8M0 scale ``2**ceil(log2(max|x| / fmt.max_value))`` with the exponent from
   ``frexp`` (never ``floor(log2)``), clamped to the E8M0 range ``2**-127 .. 2**127``;
-- a group whose absmax is 0 (all zeros), or whose scale underflows to 0, gets scale 1: its values quantize to 0
-  without a 0/0 NaN (upstream maps that NaN to 0 inside its kernel, section 4);
-- Inf / NaN values are left out of the dynamic scale (the scale comes from the finite values), so one Inf does
-  not wipe its group; the Inf itself then saturates to +-max (see ``grid.py``).
+- a group whose absmax is 0 (all zeros), or whose scale underflows to 0, gets scale 1: its values quantize
+  to 0 without a 0/0 NaN (upstream maps that NaN to 0 inside its kernel, section 4);
+- Inf / NaN values are left out of the dynamic scale (the scale comes from the finite values), so one Inf
+  does not wipe its group; the Inf itself then saturates to +-max (see ``grid.py``).
 
-Internally every function works on a 2-D "work" view ``(rows, n)`` whose rows are the scale groups; scales there
-are ``(rows, 1)``. ``to_work`` / ``from_work`` convert tensors, ``scale_to_work`` / ``scale_from_work`` scales.
+Internally every function works on a 2-D "work" view ``(rows, n)`` whose rows are the scale groups; scales
+there are ``(rows, 1)``. ``Layout.to_work`` / ``from_work`` convert tensors, ``scale_to_work`` /
+``scale_from_work`` scales.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -145,17 +148,17 @@ def resolve_layout(
 
 def _row_absmax(xw: torch.Tensor) -> torch.Tensor:
     """max |x| per row of the work view, over finite values only; ``(rows, 1)`` float32."""
-    mn, mx = torch.aminmax(xw, dim=-1, keepdim=True)  # one pass; cheaper than abs() + amax()
-    a = torch.maximum(-mn, mx)
-    if not bool(torch.isfinite(a).all()):
+    # amin and amax (vectorized, no temporary) beat abs().amax() and torch.aminmax (not vectorized over dim)
+    a = torch.maximum(xw.amin(dim=-1, keepdim=True).neg_(), xw.amax(dim=-1, keepdim=True))
+    if not math.isfinite(float(a.sum())):  # an Inf / NaN somewhere (or a huge sum: the slow path is exact too)
         a = torch.where(torch.isfinite(xw), xw.abs(), 0.0).amax(dim=-1, keepdim=True)
     return a
 
 
 def row_minmax(xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(min, max) per row over finite values (0, 0 for a row without any); ``(rows, 1)`` each."""
-    mn, mx = torch.aminmax(xw, dim=-1, keepdim=True)
-    if not bool(torch.isfinite(mn).all() and torch.isfinite(mx).all()):
+    mn, mx = xw.amin(dim=-1, keepdim=True), xw.amax(dim=-1, keepdim=True)
+    if not math.isfinite(float(mx.sum() - mn.sum())):  # any Inf / NaN (or a huge sum: slow path, still exact)
         fin = torch.isfinite(xw)
         mn = torch.where(fin, xw, float("inf")).amin(dim=-1, keepdim=True)
         mx = torch.where(fin, xw, float("-inf")).amax(dim=-1, keepdim=True)
@@ -166,8 +169,8 @@ def row_minmax(xw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def guard_scale(s: torch.Tensor) -> torch.Tensor:
-    """Replace zero scales (all-zero group, or underflow) by 1 so that x / s never is 0/0."""
-    return torch.where(s == 0, torch.ones((), dtype=s.dtype, device=s.device), s)
+    """Replace zero scales (all-zero group, or underflow) by 1, in place, so that x / s never is 0/0."""
+    return s.masked_fill_(s == 0, 1.0)
 
 
 def pow2_scale(r: torch.Tensor) -> torch.Tensor:
@@ -181,14 +184,14 @@ def pow2_scale(r: torch.Tensor) -> torch.Tensor:
 
 def work_absmax_scale(xw: torch.Tensor, fmt: Format, power_of_two_scale: bool = False) -> torch.Tensor:
     """Absmax scale per row of a float32 work view: ``(rows, 1)``."""
-    r = _row_absmax(xw) / fmt.max_value
+    r = _row_absmax(xw).div_(fmt.max_value)
     return pow2_scale(r) if power_of_two_scale else guard_scale(r)
 
 
 def work_minmax_scale(xw: torch.Tensor, fmt: IntFormat) -> tuple[torch.Tensor, torch.Tensor]:
     """Asymmetric min-max scale and zero point per row (LiteVAR style), ``(rows, 1)`` float32 each.
 
-    ``s = (max - min) / (qmax - qmin)``, ``zp = qmin - round(min / s)`` (RNE), so that ``min`` maps to ``qmin``;
+    ``s = (max - min) / (qmax - qmin)``, ``zp = qmin - round(min / s)`` (RNE): ``min`` maps to ``qmin``;
     ``q = clamp(round(x / s) + zp, qmin, qmax)``, ``x_hat = (q - zp) * s``. A constant row (max == min) uses
     ``s = |min| / qmax`` (or 1 for an all-zero row) so that its value is still represented.
     """

@@ -114,8 +114,8 @@ class IntFormat:
     """A k-bit integer grid.
 
     - ``symmetric=True``: values ``-(2**(k-1) - 1) .. 2**(k-1) - 1`` (one code unused), absmax scale;
-    - ``symmetric=False``: values ``0 .. 2**k - 1`` used with a zero point (asymmetric min-max, LiteVAR style).
-    ``values`` overrides the range for special grids such as FP6-DFQ's negative grid ``-32 .. 0``.
+    - ``symmetric=False``: values ``0 .. 2**k - 1`` with a zero point (asymmetric min-max, LiteVAR style).
+    ``lo`` / ``hi`` override the range for special grids such as FP6-DFQ's negative grid ``-32 .. 0``.
     """
 
     name: str
