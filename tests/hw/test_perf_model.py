@@ -22,7 +22,7 @@ def test_adder_tree_and_pe_luts_by_hand():
     c = LutCosts()
     assert c.e2m1_pe_luts(128) == 128 * 9 + 1263 + 256
     tree10 = 64 * 10 + 32 * 11 + 16 * 12 + 8 * 13 + 4 * 14 + 2 * 15 + 1 * 16
-    assert c.dfq_pe_luts(128) == 128 * (9 + 8) + 2 * tree10 + 256
+    assert c.dfq_pe_luts(128) == 128 * 17 + 2 * tree10 + 256
     with pytest.raises(ValueError, match="power of two"):
         adder_tree_luts(100, 9, 1.0)
 
@@ -46,14 +46,22 @@ def test_default_split_minimises_sequential_linear_time():
     assert t(f_opt) <= t(f_opt - 0.05) and t(f_opt) <= t(f_opt + 0.05)
 
 
-def test_area_json_overrides_given_counts(tmp_path):
-    c = LutCosts.from_area_json({"units": {"fp4_mul": {"luts": 12}, "fht128": 5000}}, "area.json")
-    assert c.e2m1_mult_luts == 12 and c.fht128_luts == 5000 and c.e1m2_mult_luts == 8.0
+def test_area_json_overrides_given_counts():
+    # the `fpqvar hw area --json` layout: rows of {unit, luts}
+    table = {"rows": [{"unit": "fp4_mul", "luts": 12}, {"unit": "fht128", "luts": 5000},
+                      {"unit": "pe_fp4", "luts": 3000}, {"unit": "int4_mul", "luts": 20}]}
+    c = LutCosts.from_area_json(table, "area.json")
+    assert c.e2m1_mult_luts == 12 and c.fht128_luts == 5000 and c.dfq_mult_luts == 17.0
+    assert c.e2m1_pe_luts(128) == 3000 + 256  # measured PE + the accumulator overhead
+    assert c.dfq_pe_luts(128) == LutCosts().dfq_pe_luts(128)  # not measured: formula
     assert c.source.startswith("measured: area.json")
-    with pytest.raises(ValueError, match="no known unit key"):
+    assert LutCosts.from_area_json({"units": {"dfq_mul": {"luts": 20}}}).dfq_mult_luts == 20
+    with pytest.raises(ValueError, match="none of the units"):
         LutCosts.from_area_json({"foo": 1}, "area.json")
     with pytest.raises(ValueError, match="positive LUT count"):
         LutCosts.from_area_json({"fp4_mul": -3}, "area.json")
+    with pytest.raises(ValueError, match="'unit' and 'luts'"):
+        LutCosts.from_area_json({"rows": [{"name": "x"}]}, "area.json")
 
 
 def test_validation_and_overrides_name_the_field():

@@ -9,6 +9,7 @@ Both FPGA designs share the board (memory, SFU, power model); they differ in the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fpqvar.hw.perf.energy import PowerModel
 from fpqvar.hw.perf.hardware import (
@@ -58,33 +59,33 @@ class Accelerator:
                              f"{self.dsp.device_dsps}, reserved {self.dsp.reserved_dsps}, PEs "
                              f"{self.pe_dsps}); lower fmu.dsps_per_pe or the PE count")
 
-    @property
+    @cached_property
     def e2m1_pes(self) -> int:
         return self.fmu.num_e2m1_pes if self.fmu else 0
 
-    @property
+    @cached_property
     def dfq_pes(self) -> int:
         return self.fmu.num_dfq_pes if self.fmu else 0
 
-    @property
+    @cached_property
     def pe_dsps(self) -> int:
         return (self.e2m1_pes + self.dfq_pes) * self.fmu.dsps_per_pe if self.fmu else 0
 
-    @property
+    @cached_property
     def dsp_gemm_dsps(self) -> int:
         """DSPs of the DSP GEMM array: ``dsp.gemm_dsps`` if set (must fit), else what the PEs' scale units and
         the SFU's reservation leave."""
         free = self.dsp.device_dsps - self.dsp.reserved_dsps - self.pe_dsps
         return free if self.dsp.gemm_dsps is None else self.dsp.gemm_dsps
 
-    @property
+    @cached_property
     def luts_used(self) -> float:
         """LUTs of the modelled compute units (FMU arrays + GHTUs); control and I/O are not modelled."""
         fmu = self.fmu.luts if self.fmu else 0.0
         ght = self.ghtu.units * self.fmu.costs.fht128_luts if (self.ghtu and self.fmu) else 0.0
         return fmu + ght
 
-    @property
+    @cached_property
     def bytes_per_cycle(self) -> float:
         return self.memory.effective_bandwidth_bytes_per_s / self.clock_hz
 

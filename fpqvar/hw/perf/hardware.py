@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from functools import cached_property
 
 HW_VERSION = 1
 SECTION6 = "given: hardware.md section 6 (Yosys 0.23 synth_xilinx -family xcup)"
@@ -35,58 +36,73 @@ def adder_tree_luts(lanes: int, in_bits: int, luts_per_bit: float) -> float:
 
 @dataclass(frozen=True)
 class LutCosts:
-    """LUT cost of the FMU building blocks (one multiplier = one lane of a PE)."""
+    """LUT cost of the FMU building blocks (one multiplier = one lane of a PE).
+
+    Either the per-lane parts ("given", hardware.md section 6, combined by formula) or, when part 1's
+    ``fpqvar hw area --json`` table is read (``from_area_json``), the synthesized dot-product PEs themselves
+    (``*_pe_dot_luts``: multipliers + pipelined adder tree(s), without the group accumulator)."""
 
     e2m1_mult_luts: float = F(9.0, "LUT", SECTION6 + ": FP4xFP4 sign-magnitude multiplier")
-    e1m2_mult_luts: float = F(8.0, "LUT", SECTION6 + ": E1M2xE2M1 magnitude 7 + 1 sign XOR (DFQ x <= 0)")
+    dfq_mult_luts: float = F(17.0, "LUT", SECTION6 + ": two sets per lane (paper summary): E2M1xE2M1 9 + "
+                             "E1M2xE2M1 magnitude 7 + 1 select / sign")
     e2m1_product_bits: int = F(9, "bit", "derived: |E2M1 x E2M1| <= 36 = 144 quarter units, 8 bits + sign")
     dfq_product_bits: int = F(10, "bit", "derived: both DFQ products in 1/8 units, |p| <= 288: 9 bits + sign")
     adder_luts_per_bit: float = F(1.0, "LUT/bit", "assumption: one LUT per sum bit on the carry chain")
     pe_overhead_luts: float = F(256.0, "LUT", "assumption: group accumulator, scale alignment, control")
     fht128_luts: float = F(9856.0, "LUT", SECTION6 + ": 128-pt 8-bit FWHT, 7 pipeline stages")
+    e2m1_pe_dot_luts: float | None = F(None, "LUT", "None: by formula; else measured (pe_fp4 of hw area)")
+    dfq_pe_dot_luts: float | None = F(None, "LUT", "None: by formula; else measured (pe_dfq of hw area)")
     source: str = SECTION6
     version: int = HW_VERSION
 
     def e2m1_pe_luts(self, lanes: int) -> float:
-        """lanes x multiplier + one adder tree over the signed products + per-PE overhead."""
+        """lanes x multiplier + one adder tree over the signed products + per-PE overhead (or the measured
+        dot-product PE + overhead)."""
+        if self.e2m1_pe_dot_luts is not None:
+            return self.e2m1_pe_dot_luts + self.pe_overhead_luts
         tree = adder_tree_luts(lanes, self.e2m1_product_bits, self.adder_luts_per_bit)
         return lanes * self.e2m1_mult_luts + tree + self.pe_overhead_luts
 
     def dfq_pe_luts(self, lanes: int) -> float:
-        """Two multiplier sets per lane (E2M1 x E2M1 for x > 0, E1M2 x E2M1 for x <= 0, the sign selects)
-        and two adder trees, one per sign: each sign has its own scale (fpqvar-method.md section 6)."""
+        """A DFQ multiplier per lane (the activation's sign selects E2M1 x E2M1 or E1M2 x E2M1) and two adder
+        trees, one per sign, since each sign has its own scale (fpqvar-method.md section 6); + overhead."""
+        if self.dfq_pe_dot_luts is not None:
+            return self.dfq_pe_dot_luts + self.pe_overhead_luts
         tree = adder_tree_luts(lanes, self.dfq_product_bits, self.adder_luts_per_bit)
-        return lanes * (self.e2m1_mult_luts + self.e1m2_mult_luts) + 2 * tree + self.pe_overhead_luts
+        return lanes * self.dfq_mult_luts + 2 * tree + self.pe_overhead_luts
 
     @classmethod
     def from_area_json(cls, data: dict, path: str = "<json>") -> "LutCosts":
-        """Read measured counts from ``fpqvar hw area --json`` output.
+        """Measured counts from ``fpqvar hw area --json`` (``{"rows": [{"unit": ..., "luts": ...}, ...]}``)
+        or a plain ``{unit: luts}`` / ``{"units": {unit: luts or {"luts": n}}}`` object.
 
-        Accepted keys (top level or under ``"units"``; each a number or a dict with ``"luts"``):
-        ``fp4_mul``/``e2m1_mult`` -> e2m1_mult_luts, ``dfq_mul``/``e1m2_mult`` -> e1m2_mult_luts,
-        ``fht128``/``ght`` -> fht128_luts, ``pe_overhead`` -> pe_overhead_luts.
-        """
-        units = data.get("units", data)
+        Units read: ``fp4_mul`` -> e2m1_mult_luts, ``dfq_mul`` -> dfq_mult_luts, ``fht128`` -> fht128_luts,
+        ``pe_fp4`` -> e2m1_pe_dot_luts, ``pe_dfq`` -> dfq_pe_dot_luts (the 128-lane PEs; other lane counts use
+        the formula, so keep ``lanes_per_pe`` = 128 with measured PEs)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        if isinstance(data.get("rows"), list):
+            try:
+                units = {r["unit"]: r["luts"] for r in data["rows"]}
+            except (KeyError, TypeError):
+                raise ValueError(f"{path}: every entry of 'rows' needs 'unit' and 'luts'") from None
+        else:
+            units = data.get("units", data)
         if not isinstance(units, dict):
-            raise ValueError(f"{path}: expected a JSON object of unit LUT counts, got {type(units).__name__}")
-        aliases = {"e2m1_mult_luts": ("e2m1_mult", "fp4_mul", "fp4_mult", "fp4mul"),
-                   "e1m2_mult_luts": ("e1m2_mult", "dfq_mul", "dfq_mult"),
-                   "fht128_luts": ("fht128", "fwht128", "ght", "ghtu"),
-                   "pe_overhead_luts": ("pe_overhead",)}
+            raise ValueError(f"{path}: 'units' must be an object of LUT counts, got {type(units).__name__}")
+        names = {"fp4_mul": "e2m1_mult_luts", "dfq_mul": "dfq_mult_luts", "fht128": "fht128_luts",
+                 "pe_fp4": "e2m1_pe_dot_luts", "pe_dfq": "dfq_pe_dot_luts"}
         found = {}
-        for fname, keys in aliases.items():
-            for k in keys:
-                if k in units:
-                    v = units[k]
-                    v = v.get("luts", v.get("lut")) if isinstance(v, dict) else v
-                    if not isinstance(v, (int, float)) or v <= 0:
-                        raise ValueError(f"{path}: key {k!r} must give a positive LUT count, got {v!r}")
-                    found[fname] = float(v)
-                    break
+        for key, fname in names.items():
+            if key in units:
+                v = units[key]
+                v = v.get("luts") if isinstance(v, dict) else v
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                    raise ValueError(f"{path}: unit {key!r} must give a positive LUT count, got {v!r}")
+                found[fname] = float(v)
         if not found:
-            raise ValueError(f"{path}: no known unit key; expected one of "
-                             f"{sorted(k for ks in aliases.values() for k in ks)}")
-        return replace(cls(), source=f"measured: {path} ({', '.join(sorted(found))})", **found)
+            raise ValueError(f"{path}: none of the units {sorted(names)} found")
+        return replace(cls(), source=f"measured: {path} ({', '.join(k for k in names if k in units)})", **found)
 
 
 @dataclass(frozen=True)
@@ -127,11 +143,11 @@ class FMU:
         """Pipeline fill of the PE array: the group dot product, then scale-and-accumulate."""
         return self.group_dot_latency_cycles + self.accumulate_cycles
 
-    @property
+    @cached_property
     def e2m1_pe_luts(self) -> float:
         return self.costs.e2m1_pe_luts(self.lanes_per_pe)
 
-    @property
+    @cached_property
     def dfq_pe_luts(self) -> float:
         return self.costs.dfq_pe_luts(self.lanes_per_pe)
 
@@ -141,19 +157,19 @@ class FMU:
         ratio = math.sqrt(2 * self.dfq_pe_luts / self.e2m1_pe_luts)  # P_e / P_d at the optimum
         return self.dfq_pe_luts / (self.dfq_pe_luts + ratio * self.e2m1_pe_luts)
 
-    @property
+    @cached_property
     def num_e2m1_pes(self) -> int:
         if self.e2m1_pes is not None:
             return self.e2m1_pes
         return int(self.lut_budget_luts * (1 - self._split()) // self.e2m1_pe_luts)
 
-    @property
+    @cached_property
     def num_dfq_pes(self) -> int:
         if self.dfq_pes is not None:
             return self.dfq_pes
         return int(self.lut_budget_luts * self._split() // self.dfq_pe_luts)
 
-    @property
+    @cached_property
     def luts(self) -> float:
         return self.num_e2m1_pes * self.e2m1_pe_luts + self.num_dfq_pes * self.dfq_pe_luts
 

@@ -1,0 +1,72 @@
+"""Plain-text report of an estimate, the claims table and the assumption list."""
+
+from __future__ import annotations
+
+from fpqvar.hw.perf.claims import Claim
+from fpqvar.hw.perf.estimate import PerfResult
+from fpqvar.hw.perf.gpu import GPUResult
+
+KEY_ASSUMPTIONS = ("clock_hz", "fmu.lut_budget_luts", "memory.offchip_bandwidth_bytes_per_s",
+                   "memory.weight_buffer_bytes", "memory.act_buffer_bytes", "power.static_watts",
+                   "power.dram_byte_joules")
+
+
+def _table(rows: list[list[str]], header: list[str], left: tuple[int, ...] = (0,)) -> list[str]:
+    """Fixed-width table; columns in ``left`` are left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" if i in left else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return [fmt.format(*header).rstrip(), *(fmt.format(*map(str, r)).rstrip() for r in rows)]
+
+
+def format_result(r: PerfResult, top_ops: int = 14) -> str:
+    hw = r.hardware
+    lines = [f"{r.model}  recipe {r.recipe}  schedule {r.schedule}  on {r.accelerator}  (batch {r.batch_images})",
+             f"  hardware: {hw['e2m1_pes']} E2M1 PEs + {hw['dfq_pes']} DFQ PEs x {hw['lanes_per_pe']} lanes "
+             f"({hw['luts_used'] / 1e3:.0f} kLUT of {hw['device_luts'] / 1e3:.0f}k; LUT costs {hw['lut_costs_source']}"
+             f"), {hw['dsp_gemm_dsps']} DSPs in the DSP array, {hw['clock_hz'] / 1e6:.0f} MHz, DDR "
+             f"{hw['offchip_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s",
+             f"  latency {r.latency_s * 1e3:.1f} ms per call -> {r.images_per_s:.3f} images/s; "
+             f"energy {r.energy_per_image_j:.2f} J/image (average {r.avg_power_w:.1f} W); "
+             f"DDR {r.dram_bytes / 1e9:.2f} GB per call, {100 * r.dram_utilisation:.0f}% of peak", ""]
+    lines.append("per scale:")
+    rows = [[str(k), f"{v * 1e3:.1f}", f"{100 * v / r.latency_s:.1f}%"] for k, v in r.per_scale_s.items()]
+    lines += ["  " + s for s in _table(rows, ["scale", "ms", "share"])]
+    lines.append("")
+    lines.append("per operator (exposed = time on the critical path; busy = time its unit works on it):")
+    ops = sorted(r.per_op.items(), key=lambda kv: -kv[1]["exposed_s"])[:top_ops]
+    rows = [[k, v["unit"], f"{v['exposed_s'] * 1e3:.1f}", f"{v['busy_s'] * 1e3:.1f}",
+             f"{100 * v['exposed_s'] / r.latency_s:.1f}%", f"{v['flops'] / 1e9:.1f}", f"{v['dram_bytes'] / 1e9:.2f}"]
+            for k, v in ops]
+    lines += ["  " + s for s in _table(rows, ["op", "unit", "exposed ms", "busy ms", "share", "GFLOP", "DDR GB"])]
+    lines.append("")
+    util = ", ".join(f"{u} {100 * v:.0f}%" for u, v in sorted(r.utilisation.items()))
+    mac = ", ".join(f"{u} {100 * v:.0f}%" for u, v in sorted(r.mac_utilisation.items()))
+    lines += [f"unit busy / latency: {util}", f"MAC utilisation (MACs / peak): {mac}"]
+    energy = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.energy_breakdown_j.items(), key=lambda kv: -kv[1]))
+    lines.append(f"energy per image (J): {energy}")
+    lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines)
+
+
+def format_gpu(g: GPUResult) -> str:
+    return (f"GPU roofline ({g.gpu}): {g.latency_s * 1e3:.1f} ms/call, {g.images_per_s:.2f} images/s, "
+            f"{g.energy_per_image_j:.1f} J/image ({g.kernels} kernels; compute-bound {g.compute_bound_s * 1e3:.1f} ms, "
+            f"memory-bound {g.memory_bound_s * 1e3:.1f} ms, launch {g.overhead_s * 1e3:.1f} ms)")
+
+
+def format_claims(claims: list[Claim], model: str) -> str:
+    lines = [f"paper's claims vs this model ({model}; no constant is fitted to them):"]
+    rows = [[c.key, f"{c.paper:g}", f"{c.model:.2f}", c.status] for c in claims]
+    lines += ["  " + s for s in _table(rows, ["claim", "paper", "model", "status"], left=(0, 3))]
+    for c in claims:
+        lines.append(f"  - {c.text}: {c.assumptions}.")
+        if c.implied:
+            lines.append(f"      {c.implied}.")
+    return "\n".join(lines)
+
+
+def format_assumptions(rows: list[dict], only: tuple[str, ...] | None = None) -> str:
+    sel = [r for r in rows if only is None or r["field"] in only]
+    table = [[r["field"], f"{r['value']:g}" if isinstance(r["value"], float) else str(r["value"]), r["unit"],
+              r["source"]] for r in sel]
+    return "\n".join("  " + s for s in _table(table, ["field", "value", "unit", "source"], left=(0, 2, 3)))
