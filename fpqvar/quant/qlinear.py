@@ -1,0 +1,161 @@
+"""QuantLinear: the drop-in replacement for a block's ``nn.Linear`` (fpqvar-method.md sections 3-6, 13).
+
+Weights are quantized once, at conversion: the module keeps the codes (``weight_codes``, uint8 ``(O, I)``, one code
+per element, unpacked), the float32 scales (``weight_scale``, public layout of ``formats.scales``) and, for
+asymmetric INT formats, ``weight_zero_point``; ``weight`` is the dequantized float copy the reference path
+multiplies with (a non-persistent buffer: it is derived from the codes, so the state_dict holds only codes and
+scales). Activations are fake-quantized in the forward, dynamically (absmax per token / group) or with static
+calibrated scales (``act_scale``). The forward, top to bottom:
+
+    x -> [rotation: x @ blockdiag(Q), online GHT / full Hadamard] -> [act quantization or DFQ] -> x @ W^T + b
+
+q/v biases of ``mat_qkv`` are not here: the model adds them after the GEMM. ``backend != "reference"`` hands the
+forward to ``fpqvar.quant.fast`` (issue 9), which reads the codes / scales / specs / rotation stored here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fpqvar.formats import QuantizedTensor, dequantize, dfq_fake_quantize, fake_quantize, quantize
+from fpqvar.quant.spec import QuantSpec
+
+__all__ = ["QuantLinear", "quantize_activation", "quantize_weight", "weight_from_codes"]
+
+
+def _group(spec: QuantSpec) -> int | None:
+    return spec.group_size if spec.granularity == "group" else None
+
+
+def quantize_activation(x: torch.Tensor, spec: QuantSpec, scale: torch.Tensor | None = None,
+                        zero_point: torch.Tensor | None = None) -> torch.Tensor:
+    """Fake-quantize a linear's input ``x_..C`` along its last dim (dtype kept)."""
+    if spec.dfq is not None:
+        return dfq_fake_quantize(x, group_size=_group(spec), variant=spec.dfq, rounding=spec.rounding)
+    gran = None if spec.granularity == "group" else spec.granularity
+    return fake_quantize(x, spec.fmt, group_size=_group(spec), granularity=gran, rounding=spec.rounding,
+                         scale=scale if spec.static else None, zero_point=zero_point if spec.static else None)
+
+
+def _weight_layout_kw(spec: QuantSpec) -> dict:
+    return {"group_size": _group(spec), "granularity": None if spec.granularity == "group" else spec.granularity}
+
+
+def quantize_weight(w_OI: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(codes uint8 (O, I), scale float32, zero_point or None)`` of a weight, grouped along in_features."""
+    q = quantize(w_OI.detach(), spec.fmt, rounding=spec.rounding, **_weight_layout_kw(spec))
+    return q.codes, q.scale, q.zero_point
+
+
+def weight_from_codes(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, spec: QuantSpec,
+                      dtype: torch.dtype) -> torch.Tensor:
+    """Dequantized weight: ``decode(codes) * scale`` (or ``(codes - zp) * scale``), cast to ``dtype``.
+
+    The in-memory conversion and the file loader both go through here, so they agree bit for bit.
+    """
+    kw = _weight_layout_kw(spec)
+    gran = "group" if kw["granularity"] is None else kw["granularity"]
+    qt = QuantizedTensor(codes=codes, scale=scale, fmt=spec.format, group_size=kw["group_size"],
+                         dim=1 if gran == "group" else -1, shape=tuple(codes.shape), zero_point=zero_point,
+                         granularity=gran, dtype=torch.float32)
+    return dequantize(qt).to(dtype)
+
+
+class QuantLinear(nn.Module):
+    """A linear layer with quantized weights and/or input activations (either may be None = float)."""
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool, weight_spec: QuantSpec | None,
+                 act_spec: QuantSpec | None, rotation: nn.Module | None = None, dtype: torch.dtype = torch.float32,
+                 device=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight_spec, self.act_spec = weight_spec, act_spec
+        self.backend = "reference"
+        self.rotation = rotation
+        # float weight: persistent only when the weight is not quantized (else it is derived from the codes)
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=dtype, device=device),
+                             persistent=weight_spec is None)
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) \
+            if bias else None
+        if weight_spec is not None:
+            self.register_buffer("weight_codes", torch.zeros(out_features, in_features, dtype=torch.uint8,
+                                                             device=device))
+            self.register_buffer("weight_scale", torch.ones(self._weight_scale_shape(), device=device))
+            if weight_spec.asymmetric:
+                self.register_buffer("weight_zero_point", torch.zeros(self._weight_scale_shape(), device=device))
+            else:
+                self.weight_zero_point = None
+        if act_spec is not None and act_spec.static:
+            n = 1 if act_spec.granularity == "tensor" else in_features // act_spec.group_size
+            self.register_buffer("act_scale", torch.ones(n, device=device))
+        else:
+            self.act_scale = None
+
+    def _weight_scale_shape(self) -> tuple[int, int]:
+        s = self.weight_spec
+        if s.granularity == "tensor":
+            return (1, 1)
+        if s.granularity == "channel":
+            return (self.out_features, 1)
+        return (self.out_features, self.in_features // s.group_size)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    @torch.no_grad()
+    def from_linear(cls, linear: nn.Linear, weight_spec: QuantSpec | None, act_spec: QuantSpec | None,
+                    rotation: nn.Module | None = None, act_scale: torch.Tensor | None = None) -> "QuantLinear":
+        """Quantize ``linear``'s (already transformed) weight now; the original module is not modified."""
+        w = linear.weight
+        q = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, weight_spec=weight_spec,
+                act_spec=act_spec, rotation=rotation, dtype=w.dtype, device=w.device)
+        if linear.bias is not None:
+            q.bias.copy_(linear.bias)
+        if weight_spec is None:
+            q.weight.copy_(w)
+        else:
+            codes, scale, zp = quantize_weight(w.float(), weight_spec)
+            q.weight_codes.copy_(codes)
+            q.weight_scale.copy_(scale)
+            if zp is not None:
+                q.weight_zero_point.copy_(zp)
+            q.refresh_weight()
+        if q.act_scale is not None:
+            if act_scale is None:
+                raise ValueError("QuantLinear.from_linear: a static act spec needs act_scale (from calibration)")
+            q.act_scale.copy_(act_scale.reshape(q.act_scale.shape))
+        return q
+
+    @torch.no_grad()
+    def refresh_weight(self) -> None:
+        """Recompute the dequantized ``weight`` from codes and scales (after loading a state_dict)."""
+        if self.weight_spec is not None:
+            self.weight.copy_(weight_from_codes(self.weight_codes, self.weight_scale, self.weight_zero_point,
+                                                self.weight_spec, self.weight.dtype))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.refresh_weight()
+
+    # ------------------------------------------------------------------ forward
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotation then activation quantization: what the GEMM sees as its left operand."""
+        if self.rotation is not None:
+            x = self.rotation(x)
+        if self.act_spec is not None:
+            x = quantize_activation(x, self.act_spec, self.act_scale)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend != "reference":
+            from fpqvar.quant import fast
+
+            return fast.forward(self, x)
+        return F.linear(self.quantize_input(x), self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        w = "float" if self.weight_spec is None else self.weight_spec.short()
+        a = "float" if self.act_spec is None else self.act_spec.short()
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"W={w}, A={a}, backend={self.backend}")

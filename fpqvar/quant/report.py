@@ -1,0 +1,179 @@
+"""PTQ report: per quantized layer and per scale, the SQNR of the layer output on calibration data, before and
+after each transform of the recipe, plus what was chosen per layer (formats, lambdas, rotation).
+
+SQNR (dB) = 10 log10( sum y^2 / sum (y - y_hat)^2 ), y = x W^T + b the float layer on the calibration rows of one
+scale (the pre-transform inputs captured by ``calibrate``), y_hat a quantized variant. Stages are cumulative:
+
+- ``rtn``: the recipe's formats on the untransformed layer (DFQ replaced by the plain format of its positive side);
+- ``dfq``: + dual-format quantization of the input (fc2, section 6);
+- ``smooth``: + SmoothQuant scales (x / s, W s);
+- ``rotation``: + GHT or the full Hadamard ((x Q), (W Q));
+- ``galt``: + GALT's lambda ((x lambda) Q, (W / lambda) Q);
+- ``final``: the installed ``QuantLinear`` itself, fed ``x * lambda`` (lambda lives in ada_lin after fusion). It
+  equals the last transform stage up to float rounding: a check that the module does what the report measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from fpqvar.quant.qlinear import quantize_activation, quantize_weight, weight_from_codes
+from fpqvar.quant.spec import QuantSpec
+
+__all__ = ["QuantReport", "sqnr_db", "layer_sqnr_rows", "fake_quant_linear"]
+
+REPORT_VERSION = 1
+
+
+def sqnr_db(y_ref: torch.Tensor, y: torch.Tensor) -> float:
+    return _db(float(y_ref.double().pow(2).sum()), float((y_ref.double() - y.double()).pow(2).sum()))
+
+
+def _db(sig: float, err: float) -> float:
+    if err == 0:
+        return math.inf
+    if sig == 0:
+        return -math.inf
+    return 10.0 * math.log10(sig / err)
+
+
+def fake_quant_weight(w_OI: torch.Tensor, spec: QuantSpec | None) -> torch.Tensor:
+    if spec is None:
+        return w_OI
+    codes, scale, zp = quantize_weight(w_OI.float(), spec)
+    return weight_from_codes(codes, scale, zp, spec, torch.float32)
+
+
+def fake_quant_linear(x: torch.Tensor, w_OI: torch.Tensor, bias: torch.Tensor | None, wspec: QuantSpec | None,
+                      aspec: QuantSpec | None, act_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference quantized linear on already-transformed x and W (float32)."""
+    xq = x if aspec is None else quantize_activation(x, aspec, act_scale)
+    return torch.nn.functional.linear(xq.float(), fake_quant_weight(w_OI, wspec).float(),
+                                      None if bias is None else bias.float())
+
+
+def _plain(spec: QuantSpec | None) -> QuantSpec | None:
+    if spec is None or spec.dfq is None:
+        return spec
+    return QuantSpec(spec.fmt, spec.granularity, spec.group_size, spec.rounding)
+
+
+@torch.no_grad()
+def layer_sqnr_rows(name: str, x_per_scale: list[torch.Tensor], w0_OI: torch.Tensor, bias: torch.Tensor | None,
+                    wspec: QuantSpec | None, aspec: QuantSpec | None, *, smooth_lam: torch.Tensor | None = None,
+                    galt_lam: torch.Tensor | None = None, rotate=None, module=None,
+                    act_scale: torch.Tensor | None = None) -> list[dict]:
+    """Rows ``{layer, scale, stage, sqnr_db, tokens}``; ``rotate(t)`` applies the site's rotation (x Q / W Q).
+
+    ``galt_lam`` is the total input scale after GALT (it replaces ``smooth_lam``; the two never combine).
+    """
+    w0 = w0_OI.float()
+    b = None if bias is None else bias.float()
+
+    def stage(lam, use_rot, aspec_):
+        # the quantized weight of a stage is computed once, then applied to every scale's rows
+        ws = w0 if lam is None else w0 / lam
+        ws = rotate(ws) if use_rot else ws
+        w_hat = fake_quant_weight(ws, wspec).float()
+
+        def f(x):
+            xs = x if lam is None else x * lam
+            xs = rotate(xs) if use_rot else xs
+            xq = xs if aspec_ is None else quantize_activation(xs, aspec_, act_scale)
+            return torch.nn.functional.linear(xq.float(), w_hat, b)
+        return f
+
+    stages = [("rtn", stage(None, False, _plain(aspec)))]
+    if aspec is not None and aspec.dfq is not None:
+        stages.append(("dfq", stage(None, False, aspec)))
+    if smooth_lam is not None:
+        stages.append(("smooth", stage(smooth_lam, False, aspec)))
+    if rotate is not None:
+        stages.append(("rotation", stage(smooth_lam, True, aspec)))
+    if galt_lam is not None:
+        stages.append(("galt", stage(galt_lam, rotate is not None, aspec)))
+    if module is not None:
+        lam_in = galt_lam if galt_lam is not None else smooth_lam
+        stages.append(("final", lambda x: module(x if lam_in is None else x * lam_in).float()))
+    rows = []
+    tot: dict[str, list[float]] = {st: [0.0, 0.0] for st, _ in stages}  # "all" = pooled signal / error sums
+    n_all = 0
+    for si, x in enumerate(x_per_scale):
+        if x.numel() == 0:
+            continue
+        x = x.float()
+        n_all += int(x.shape[0])
+        y_ref = torch.nn.functional.linear(x, w0, b).double()
+        sig = float(y_ref.pow(2).sum())
+        for st, f in stages:
+            err = float((y_ref - f(x).double()).pow(2).sum())
+            tot[st][0] += sig
+            tot[st][1] += err
+            rows.append({"layer": name, "scale": si, "stage": st, "sqnr_db": _db(sig, err),
+                         "tokens": int(x.shape[0])})
+    if n_all:
+        for st, _ in stages:
+            rows.append({"layer": name, "scale": "all", "stage": st, "sqnr_db": _db(*tot[st]), "tokens": n_all})
+    return rows
+
+
+def _fmt_db(v: float) -> str:
+    return "inf" if v == math.inf else "-inf" if v == -math.inf else f"{v:.2f}"
+
+
+@dataclass
+class QuantReport:
+    """What ``quantize_`` did. ``layers``: per module name, the installed specs / transforms; ``sqnr``: rows of
+    :func:`layer_sqnr_rows` (empty without calibration data or with ``report=False``)."""
+
+    recipe: dict
+    layers: dict[str, dict] = field(default_factory=dict)
+    sqnr: list[dict] = field(default_factory=list)
+    galt: dict[str, dict] = field(default_factory=dict)
+    formats: dict[str, dict] = field(default_factory=dict)
+    kv: dict | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    calibration: dict | None = None
+    version: int = REPORT_VERSION
+
+    def to_dict(self) -> dict:
+        rows = [{**r, "sqnr_db": (None if not math.isfinite(r["sqnr_db"]) else r["sqnr_db"])} for r in self.sqnr]
+        return {"version": self.version, "recipe": self.recipe, "layers": self.layers, "sqnr": rows,
+                "galt": self.galt, "formats": self.formats, "kv": self.kv, "timings_s": self.timings_s,
+                "calibration": self.calibration, "summary": self.summary()}
+
+    def summary(self) -> dict:
+        """Mean SQNR (dB) over layers of the scale='all' rows, per stage."""
+        acc: dict[str, list[float]] = {}
+        for r in self.sqnr:
+            if r["scale"] == "all" and math.isfinite(r["sqnr_db"]):
+                acc.setdefault(r["stage"], []).append(r["sqnr_db"])
+        return {"mean_sqnr_db": {k: sum(v) / len(v) for k, v in acc.items()}, "num_quantized_layers":
+                sum(1 for v in self.layers.values() if v.get("weight") or v.get("act"))}
+
+    def to_markdown(self, per_scale: bool = True) -> str:
+        name = self.recipe.get("name", "?")
+        lines = [f"# PTQ report: {name}", ""]
+        lines += ["| layer | weight | act | rotation | lambda |", "| --- | --- | --- | --- | --- |"]
+        for k, v in self.layers.items():
+            lines.append(f"| {k} | {v.get('weight') or 'float'} | {v.get('act') or 'float'} | "
+                         f"{v.get('rotation') or '-'} | {v.get('lambda') or '-'} |")
+        if self.sqnr:
+            stages = list(dict.fromkeys(r["stage"] for r in self.sqnr))
+            scales = list(dict.fromkeys(r["scale"] for r in self.sqnr)) if per_scale else ["all"]
+            table: dict[tuple, dict[str, float]] = {}
+            for r in self.sqnr:
+                if r["scale"] in scales:
+                    table.setdefault((r["layer"], r["scale"]), {})[r["stage"]] = r["sqnr_db"]
+            lines += ["", "## Layer-output SQNR (dB) on calibration data", "",
+                      "| layer | scale | " + " | ".join(stages) + " |",
+                      "| --- | --- | " + " | ".join("---" for _ in stages) + " |"]
+            for (layer, sc), d in table.items():
+                lines.append(f"| {layer} | {sc} | " + " | ".join(_fmt_db(d[s]) if s in d else "" for s in stages)
+                             + " |")
+            lines += ["", "Mean over layers (scale = all): " + ", ".join(
+                f"{k} {v:.2f} dB" for k, v in self.summary()["mean_sqnr_db"].items())]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,103 @@
+"""QuantSpec / LayerRule / Recipe: validation, serialisation, first-match-wins."""
+
+import json
+
+import pytest
+
+from fpqvar.quant.recipes import LayerRule, Recipe, get_recipe, load_recipe, recipe_names
+from fpqvar.quant.spec import QuantSpec
+
+REQUIRED = ["fp16", "int4-rtn", "int6-rtn", "litevar-int4", "litevar-int6", "fp4-rtn", "fp6-rtn", "fp4-mixed",
+            "smoothquant-int8", "smoothquant-int4", "quarot-fp4", "fpqvar-w4a4", "fpqvar-w6a6", "fpqvar-w4a4-kv6",
+            "fpqvar-w6a6-kv6"]
+
+
+def test_all_named_recipes_exist():
+    assert set(REQUIRED) <= set(recipe_names())
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"fmt": "e9m9"}, "fmt"),
+    ({"fmt": "e2m1", "granularity": "row"}, "granularity"),
+    ({"fmt": "e2m1", "granularity": "group", "group_size": 0}, "group_size"),
+    ({"fmt": "e2m1", "granularity": "token", "group_size": 128}, "group_size"),
+    ({"fmt": "e2m1", "rounding": "nearest"}, "rounding"),
+    ({"fmt": "e2m1", "dfq": "fp8"}, "dfq"),
+    ({"fmt": "e2m3", "dfq": "fp4"}, "fmt"),
+    ({"fmt": "e2m1", "dfq": "fp4", "static": True}, "static"),
+    ({"fmt": "e2m1", "version": 99}, "version"),
+])
+def test_quantspec_validation_names_the_field(bad, field):
+    with pytest.raises(ValueError, match=field):
+        QuantSpec.from_dict(bad)
+
+
+def test_quantspec_unknown_key_refused():
+    with pytest.raises(ValueError, match="unknown keys"):
+        QuantSpec.from_dict({"fmt": "e2m1", "bits": 4})
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_recipe_round_trip(name):
+    r = get_recipe(name)
+    assert Recipe.from_dict(r.to_dict()) == r
+    assert Recipe.from_json(r.to_json()) == r
+    assert json.loads(r.to_json())["version"] == 1
+
+
+def test_recipe_version_check():
+    d = get_recipe("fp4-rtn").to_dict()
+    d["version"] = 2
+    with pytest.raises(ValueError, match="version"):
+        Recipe.from_dict(d)
+    d["version"] = 1
+    d["rules"][0]["weight"]["version"] = 7
+    with pytest.raises(ValueError, match="QuantSpec: unsupported version 7"):
+        Recipe.from_dict(d)
+
+
+def test_recipe_unknown_key_and_bad_rule():
+    with pytest.raises(ValueError, match="unknown keys"):
+        Recipe.from_dict({"name": "x", "ght_size": 128})
+    with pytest.raises(ValueError, match="weight.granularity 'token'"):
+        LayerRule("blocks.*", QuantSpec("e2m1", "token", None), None)
+    with pytest.raises(ValueError, match="exclusive"):
+        Recipe("x", (), ght=True, full_hadamard=True)
+
+
+def test_first_match_wins():
+    i4 = QuantSpec("int4", "channel", None)
+    a4 = QuantSpec("int4", "token", None)
+    r = Recipe("x", (LayerRule("blocks.*.ffn.fc2", None, None), LayerRule("blocks.1.*", i4, None),
+                     LayerRule("blocks.*", i4, a4)))
+    assert r.specs_for("blocks.0.ffn.fc2") == (None, None)
+    assert r.specs_for("blocks.1.ffn.fc2") == (None, None)  # the fc2 rule comes first
+    assert r.specs_for("blocks.1.attn.proj") == (i4, None)
+    assert r.specs_for("blocks.0.attn.proj") == (i4, a4)
+    assert r.specs_for("head") == (None, None)
+
+
+def test_litevar_keeps_fc2_float_and_fpqvar_uses_dfq():
+    assert get_recipe("litevar-int4").specs_for("blocks.3.ffn.fc2") == (None, None)
+    w, a = get_recipe("litevar-int4").specs_for("blocks.3.ffn.fc1")
+    assert (w.fmt, w.granularity, a.fmt, a.granularity) == ("uint4", "channel", "uint4", "token")
+    w, a = get_recipe("fpqvar-w4a4").specs_for("blocks.0.ffn.fc2")
+    assert (w.fmt, w.group_size, a.dfq, a.group_size) == ("e2m1", 128, "fp4", 128)
+    w, a = get_recipe("fpqvar-w6a6").specs_for("blocks.0.ffn.fc2")
+    assert (w.fmt, w.granularity, a.dfq, a.granularity) == ("e2m3", "channel", "fp6", "token")
+    w, a = get_recipe("fp6-rtn").specs_for("blocks.0.attn.proj")
+    assert (w.fmt, a.fmt) == ("e2m3", "e3m2")
+    assert get_recipe("fpqvar-w4a4-kv6").kv == QuantSpec("e2m3", "token", None)
+    assert get_recipe("fpqvar-w4a4").galt is not None and get_recipe("fpqvar-w6a6").galt is None
+
+
+def test_load_recipe_from_json_file(tmp_path):
+    r = Recipe("mine", (LayerRule("blocks.*.attn.*", QuantSpec("e2m1"), QuantSpec("e2m1")),), ght=True)
+    p = tmp_path / "r.json"
+    p.write_text(r.to_json())
+    assert load_recipe(str(p)) == r
+    p.write_text("{not json")
+    with pytest.raises(ValueError, match="r.json: not valid JSON"):
+        load_recipe(str(p))
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        load_recipe("nope")
