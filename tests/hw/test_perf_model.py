@@ -92,6 +92,7 @@ def test_tile_formulas_by_hand():
     assert tiles.pipeline_cycles(10, 20, 5, 4) == 10 + 20 + 5 + 3 * 20
     assert tiles.pipeline_cycles(10, 20, 5, 4, double_buffered=False) == 4 * 35
     assert tiles.last_output_cycle(4, 1, 8) == 11 and tiles.stream_cycles(4, 1, 8) == 12
+    assert tiles.last_output_cycle(4, 3, 8) == 8 + 3 * 3  # one item every 3 cycles
     assert tiles.stream_cycles(0, 1, 8) == 0
     assert tiles.transfer_cycles(100, 4) == 25
 

@@ -40,20 +40,20 @@ def dsp_array_cycles(m: int, k: int, n: int, macs_per_cycle: float) -> int:
     return math.ceil(m * k * n / macs_per_cycle)
 
 
-def last_output_cycle(items: int, items_per_cycle: float, latency_cycles: int) -> int:
-    """Items applied on consecutive issue slots from cycle 0: the last result is valid on cycle
-    latency + (ceil(items / items_per_cycle) - 1) (the RTL cross-check compares this with simulation)."""
+def last_output_cycle(items: int, interval_cycles: int, latency_cycles: int) -> int:
+    """A pipelined unit taking one item every ``interval_cycles``, the first on cycle 0: the last result is
+    valid on cycle latency + (items - 1) * interval (compared with RTL simulation in the tests)."""
     if items <= 0:
         raise ValueError(f"last_output_cycle: needs at least one item, got {items}")
-    return latency_cycles + math.ceil(items / items_per_cycle) - 1
+    return latency_cycles + (items - 1) * interval_cycles
 
 
 def stream_cycles(items: int, items_per_cycle: float, latency_cycles: int) -> float:
-    """Occupancy of a pipelined unit: latency + ceil(items / items_per_cycle) = last_output_cycle + 1 (the
-    unit is free again the cycle after its last result). 0 items cost 0 cycles."""
+    """Occupancy of a pipelined unit: latency + ceil(items / items_per_cycle); with one item per cycle this is
+    last_output_cycle(items, 1, latency) + 1 (the unit is done the cycle after its last result). 0 items: 0."""
     if items <= 0:
         return 0.0
-    return last_output_cycle(items, items_per_cycle, latency_cycles) + 1
+    return latency_cycles + math.ceil(items / items_per_cycle)
 
 
 def weight_tiles(k: int, n: int, bytes_per_weight: float, buffer_bytes: float,
