@@ -67,8 +67,11 @@ def run_loop(model: torch.nn.Module, cfg: LoopConfig, out_dir: str | Path,
     step = 0
     if state_path.is_file():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if st["config"] != _cfg_dict(cfg):
+        saved = {k: v for k, v in st["config"].items() if k != "steps"}
+        if saved != {k: v for k, v in _cfg_dict(cfg).items() if k != "steps"}:
             raise ValueError(f"{state_path}: saved with a different training config; use a new --out dir")
+        if st["config"]["steps"] != cfg.steps:  # extending / shortening a run only re-times the LR schedule
+            tqdm.write(f"resuming with steps {st['config']['steps']} -> {cfg.steps}")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         gen.set_state(st["gen"])

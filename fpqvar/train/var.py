@@ -18,11 +18,17 @@ from fpqvar.train.loop import LoopConfig, run_loop
 
 
 @torch.no_grad()
-def encode_dataset(vae, x_all: torch.Tensor, batch: int = 250, shifts: tuple[int, ...] = (0,)):
-    """Ids (N*, L) and teacher-forcing inputs (N*, L - 1, Cvae) for every image and every shift (dx, dy)."""
+def encode_dataset(vae, x_all: torch.Tensor, batch: int = 250, shifts: tuple[int, ...] = (12,)):
+    """Ids (N*, L) and teacher-forcing inputs (N*, L - 1, Cvae) for every image and every shift.
+
+    A shift id s in 0..24 moves the digit by (dy, dx) = (s // 5 - 2, s % 5 - 2) pixels (12 = unshifted); the
+    zero border makes shifts of up to 2 px lossless.
+    """
     ids, inputs = [], []
     for s in shifts:
-        xs = torch.roll(x_all, shifts=(s // 5 - 2, s % 5 - 2), dims=(2, 3)) if s else x_all
+        if not 0 <= s <= 24:
+            raise ValueError(f"shift id must be in 0..24, got {s}")
+        xs = torch.roll(x_all, shifts=(s // 5 - 2, s % 5 - 2), dims=(2, 3))
         for i in range(0, len(xs), batch):
             idx_list = vae.img_to_idx(xs[i:i + batch])
             ids.append(torch.cat(idx_list, dim=1))
@@ -31,7 +37,7 @@ def encode_dataset(vae, x_all: torch.Tensor, batch: int = 250, shifts: tuple[int
 
 
 def train_var(vae, out_dir: str | Path, loop: LoopConfig, config: VARConfig = DEFAULT_VAR,
-              shifts: tuple[int, ...] = (0,)):
+              shifts: tuple[int, ...] = (12,)):
     vae.eval().requires_grad_(False)
     x_all, y_all = load_split("train").tensors()
     ids_NL, inp_NLC = encode_dataset(vae, x_all, shifts=shifts)
