@@ -76,8 +76,9 @@ def gemm_cost(op: Op, acc: Accelerator, recipe: HWRecipe) -> OpCost:
     from_dram = op.weight_elems > 0 or op.kv_read_elems > 0
     w_bytes = (recipe.kv_bits if op.kv_read_elems else w_bits) / 8
     a_bytes = a_bits / 8
-    act_total = copies * (m * k * a_bytes + m * n * OUT_BYTES)
-    spill = act_total > mem.act_buffer_bytes
+    # copies (heads x rows) run one after another: one copy's operands must fit. Convs count the implicit-GEMM
+    # (im2col) operand, an upper bound on their traffic when they spill.
+    spill = m * k * a_bytes + m * n * OUT_BYTES > mem.act_buffer_bytes
     n_tiles, tn = tiles.weight_tiles(k, n, w_bytes, mem.weight_buffer_bytes, mem.double_buffered)
     load_b = (tn * k * w_bytes if from_dram else 0.0) + (m * k * a_bytes if spill else 0.0)
     store_b = m * tn * OUT_BYTES if spill else 0.0
