@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from fpqvar.hw.perf.accelerator import Accelerator
-from fpqvar.hw.perf.cost import OpCost, cost_op
+from fpqvar.hw.perf.cost import cost_op
 from fpqvar.hw.perf.energy import energy_breakdown_joules
 from fpqvar.hw.perf.recipes import HWRecipe
 from fpqvar.hw.perf.schedule import build_segments
@@ -89,21 +89,17 @@ def estimate(model: str, var: VARConfig, vae: VQVAEConfig | None, acc: Accelerat
             if m is crit:
                 row["exposed_s"] += s.cycles / f
     busy: dict[str, float] = defaultdict(float)
-    macs: dict[str, float] = defaultdict(float)
     events: dict[str, float] = defaultdict(float)
     dram = sram = 0.0
     for c in costs:
         busy[c.unit] += c.busy_cycles / f
         for ev, n in c.events:
             events[ev] += n
-            if ev.startswith("mac:"):
-                macs[c.unit] += n
         dram += c.dram_bytes
         sram += c.sram_bytes
     events["dram_bytes"] += dram
     events["sram_bytes"] += sram
-    peak = _peak_macs_per_cycle(acc, recipe)
-    mac_util = {u: macs[u] / (peak[u] * cycles) for u in macs if peak.get(u) and cycles}
+    mac_util = _mac_utilisation(acc, events, cycles)
     B = opts.batch_images
     energy = energy_breakdown_joules(dict(events), latency_s, acc.power)
     energy_per_image = {k: v / B for k, v in energy.items()}
@@ -122,11 +118,21 @@ def estimate(model: str, var: VARConfig, vae: VQVAEConfig | None, acc: Accelerat
         energy_breakdown_j=energy_per_image, host_flops=host / B, hardware=hardware_summary(acc), notes=notes)
 
 
-def _peak_macs_per_cycle(acc: Accelerator, recipe: HWRecipe) -> dict[str, float]:
+def _mac_utilisation(acc: Accelerator, events: dict[str, float], cycles: float) -> dict[str, float]:
+    """Per GEMM unit: MACs done / (peak MACs per cycle x latency cycles); the DSP array sums its precisions
+    (each against its own peak), i.e. the fraction of DSP cycles spent on MACs."""
     lanes = acc.fmu.lanes_per_pe if acc.fmu else 0
-    dsp_prec = recipe.linear.precision if recipe.linear.unit == "dsp" else "fp16"
-    return {"fmu": acc.e2m1_pes * lanes, "dfq": acc.dfq_pes * lanes,
-            "dsp": acc.dsp_gemm_dsps * acc.dsp.macs_per_dsp_cycle(dsp_prec)}
+    out: dict[str, float] = {}
+    if not cycles:
+        return out
+    for unit, pes in (("fmu", acc.e2m1_pes), ("dfq", acc.dfq_pes)):
+        if events.get(f"mac:{unit}") and pes:
+            out[unit] = events[f"mac:{unit}"] / (pes * lanes * cycles)
+    dsp = sum(n / (acc.dsp_gemm_dsps * acc.dsp.macs_per_dsp_cycle(ev.rsplit(":", 1)[1]) * cycles)
+              for ev, n in events.items() if ev.startswith("mac:dsp:"))
+    if dsp:
+        out["dsp"] = dsp
+    return out
 
 
 def hardware_summary(acc: Accelerator) -> dict:
@@ -152,10 +158,3 @@ def _notes(acc: Accelerator, recipe: HWRecipe, opts: EstimateOptions, host_flops
     if recipe.needs_fmu and acc.dfq_pes == 0:
         notes.append("no DFQ array: fc2 runs on the E2M1 array")
     return notes
-
-
-def unit_costs(costs: list[OpCost]) -> dict[str, float]:
-    out: dict[str, float] = defaultdict(float)
-    for c in costs:
-        out[c.unit] += c.busy_cycles
-    return dict(out)
