@@ -4,7 +4,9 @@ Everything computes in float32 (any float dtype in), on CPU or CUDA, with plain 
 
 Rounding (``rounding=``), on values already divided by their scale:
 
-- ``"rne"``: round to nearest, ties to the even mantissa (ml_dtypes / torch cast semantics, IEEE RNE);
+- ``"rne"``: round to nearest, ties to the even mantissa (ml_dtypes / torch cast semantics, IEEE RNE). In
+  general a tie goes to the even multiple of the grid step; with ``mbits = 0`` (E3M0) that is the larger power
+  of two (3 -> 4, as ml_dtypes rounds ``float8_e8m0fnu``), not the even code;
 - ``"ties_up"``: round to nearest, ties to the numerically larger grid value. Upstream FPQVAR's CUDA kernel
   scans the ascending grid and keeps the last point whose distance is ``<=`` the best so far
   (``fpqvar-method.md`` section 4), so ties go up for negatives too (-2.5 -> -2, -0.25 -> -0 on E2M1). The
