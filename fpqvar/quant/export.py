@@ -88,6 +88,7 @@ def save_quantized(model: nn.Module, recipe: Recipe | str, path: str | os.PathLi
             sd[key] = _pack(sd[key].contiguous(), info["packing"])
         if m.rotation is not None:
             info["rotation"] = {"block": int(m.rotation.block), "width": m.rotation.width}
+        info["input_scale"] = m.input_scale is not None
         layers[name] = info
     cfg = model.config.to_dict()
     vae = getattr(model, "vae", None)
@@ -197,14 +198,18 @@ def _install_structure(var: nn.Module, layers: dict, path: Path) -> None:
         if tuple(lin.weight.shape) != shape_f:
             raise QuantFileError(f"{path}: layer {name!r}: file shape {shape_f} vs model "
                                  f"{tuple(lin.weight.shape)}")
-        rot = None
+        rot = scale = None
+        if info.get("input_scale"):
+            from fpqvar.transforms.fuse import OnlineScale
+
+            scale = OnlineScale(torch.ones(lin.in_features))
         if info.get("rotation"):
             b = int(info["rotation"]["block"])
             rot = OnlineRotation(torch.eye(b), width=info["rotation"].get("width"))
         ws = None if info["weight"] is None else QuantSpec.from_dict(info["weight"])
         as_ = None if info["act"] is None else QuantSpec.from_dict(info["act"])
         q = QuantLinear(lin.in_features, lin.out_features, bias=bool(info["bias"]), weight_spec=ws, act_spec=as_,
-                        rotation=rot, dtype=lin.weight.dtype, device=lin.weight.device)
+                        rotation=rot, input_scale=scale, dtype=lin.weight.dtype, device=lin.weight.device)
         parent, child = name.rsplit(".", 1)
         setattr(var.get_submodule(parent), child, q)
 

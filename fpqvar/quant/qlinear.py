@@ -7,7 +7,8 @@ multiplies with (a non-persistent buffer: it is derived from the codes, so the s
 scales). Activations are fake-quantized in the forward, dynamically (absmax per token / group) or with static
 calibrated scales (``act_scale``). The forward, top to bottom:
 
-    x -> [rotation: x @ blockdiag(Q), online GHT / full Hadamard] -> [act quantization or DFQ] -> x @ W^T + b
+    x -> [x * lam, only for shared AdaLN] -> [rotation: x @ blockdiag(Q), online GHT / full Hadamard]
+      -> [act quantization or DFQ] -> x @ W^T + b
 
 q/v biases of ``mat_qkv`` are not here: the model adds them after the GEMM. ``backend != "reference"`` hands the
 forward to ``fpqvar.quant.fast`` (issue 9), which reads the codes / scales / specs / rotation stored here.
@@ -67,12 +68,14 @@ class QuantLinear(nn.Module):
     """A linear layer with quantized weights and/or input activations (either may be None = float)."""
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool, weight_spec: QuantSpec | None,
-                 act_spec: QuantSpec | None, rotation: nn.Module | None = None, dtype: torch.dtype = torch.float32,
-                 device=None):
+                 act_spec: QuantSpec | None, rotation: nn.Module | None = None, input_scale: nn.Module | None = None,
+                 dtype: torch.dtype = torch.float32, device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight_spec, self.act_spec = weight_spec, act_spec
         self.backend = "reference"
+        # online x * lam, only where lam cannot be fused into ada_lin (shared AdaLN, var-d36); else None
+        self.input_scale = input_scale
         self.rotation = rotation
         # float weight: persistent only when the weight is not quantized (else it is derived from the codes)
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=dtype, device=device),
@@ -105,11 +108,12 @@ class QuantLinear(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_linear(cls, linear: nn.Linear, weight_spec: QuantSpec | None, act_spec: QuantSpec | None,
-                    rotation: nn.Module | None = None, act_scale: torch.Tensor | None = None) -> "QuantLinear":
+                    rotation: nn.Module | None = None, act_scale: torch.Tensor | None = None,
+                    input_scale: nn.Module | None = None) -> "QuantLinear":
         """Quantize ``linear``'s (already transformed) weight now; the original module is not modified."""
         w = linear.weight
         q = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, weight_spec=weight_spec,
-                act_spec=act_spec, rotation=rotation, dtype=w.dtype, device=w.device)
+                act_spec=act_spec, rotation=rotation, input_scale=input_scale, dtype=w.dtype, device=w.device)
         if linear.bias is not None:
             q.bias.copy_(linear.bias)
         if weight_spec is None:
@@ -140,7 +144,9 @@ class QuantLinear(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Rotation then activation quantization: what the GEMM sees as its left operand."""
+        """[x * lam], rotation, then activation quantization: what the GEMM sees as its left operand."""
+        if self.input_scale is not None:
+            x = self.input_scale(x)
         if self.rotation is not None:
             x = self.rotation(x)
         if self.act_spec is not None:

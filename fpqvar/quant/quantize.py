@@ -128,8 +128,13 @@ def quantize_(model: nn.Module, recipe, calibration: CalibrationData | CalibConf
     for i, block in it:
         for site in QUANT_SITES:
             name = f"blocks.{i}.{site}"
-            wspec, aspec = recipe.specs_for(name)
-            if wspec is None and aspec is None:
+            rule = recipe.rule_for(name)
+            wspec, aspec = (None, None) if rule is None else (rule.weight, rule.act)
+            transformed = site in ROTATED_SITES and (recipe.rotation is not None or recipe.galt is not None
+                                                     or recipe.smoothquant_alpha is not None)
+            # no rule: untouched. A rule with both specs None still gets the site transforms (a float layer,
+            # function-preserving) so that transforms can be checked with quantization off.
+            if rule is None or (wspec is None and aspec is None and not transformed):
                 continue
             t = time.perf_counter()
             _quantize_site(model, block, i, site, name, wspec, aspec, recipe, Q, calibration, rep, report)
@@ -166,19 +171,28 @@ def _quantize_site(model, block, i, site, name, wspec, aspec, recipe: Recipe, Q,
 
         t = time.perf_counter()
         x_list = [x.to(w0.device) for x in calib.x_per_scale(name)]
-        galt_lam, hist = learn_galt_lambda(x_list, w0.float(), Q_block=None if Q is None else Q.float(),
-                                           config=recipe.galt)
+        b = recipe.galt.block
+        Qg = torch.eye(b, dtype=torch.float64) if Q is None else Q  # GALT without rotation: Q = identity
+        if Qg.shape[0] != b:
+            raise ValueError(f"recipe {recipe.name!r}: galt.block={b} but the site rotation is "
+                             f"{Qg.shape[0]}x{Qg.shape[0]}; set galt.block to the rotation size")
+        galt_lam, hist = learn_galt_lambda(x_list, w0.float(), Q_block=Qg.float(), config=recipe.galt)
         galt_lam = galt_lam.detach().float()
         rep.galt[name] = {**_history_summary(hist), "lambda_min": float(galt_lam.min()),
                           "lambda_mean": float(galt_lam.mean()), "lambda_max": float(galt_lam.max()),
                           "_time_s": time.perf_counter() - t}
         info["lambda"] = "galt " + _lam_summary(galt_lam)
     lam = galt_lam if galt_lam is not None else smooth_lam
+    input_scale = None
     with torch.no_grad():
         if lam is not None:
-            from fpqvar.transforms.fuse import fuse_input_scale_into_adaln
+            from fpqvar.transforms.fuse import OnlineScale, adaln_fusable, fuse_input_scale_into_adaln
 
-            fuse_input_scale_into_adaln(block, _ADALN_SITE[site], lam)
+            if adaln_fusable(block):
+                fuse_input_scale_into_adaln(block, _ADALN_SITE[site], lam)
+            else:  # shared AdaLN (var-d36): one ada_lin for all blocks, multiply online instead
+                input_scale = OnlineScale(lam).to(w0.device)
+                info["online_scale"] = True
         if rotated:
             from fpqvar.transforms.hadamard import rotate_weight_in
 
@@ -217,7 +231,8 @@ def _quantize_site(model, block, i, site, name, wspec, aspec, recipe: Recipe, Q,
         from fpqvar.transforms.hadamard import OnlineRotation
 
         rotation = OnlineRotation(Q, width=linear.in_features).to(w0.device)
-    q = QuantLinear.from_linear(linear, wspec, aspec, rotation=rotation, act_scale=act_scale)
+    q = QuantLinear.from_linear(linear, wspec, aspec, rotation=rotation, act_scale=act_scale,
+                                input_scale=input_scale)
     parent_name, child = site.rsplit(".", 1)
     setattr(block.get_submodule(parent_name), child, q)
     info.update({"weight": None if wspec is None else wspec.short(), "act": None if aspec is None else aspec.short()})

@@ -97,6 +97,8 @@ def layer_sqnr_rows(name: str, x_per_scale: list[torch.Tensor], w0_OI: torch.Ten
         stages.append(("galt", stage(galt_lam, rotate is not None, aspec)))
     if module is not None:
         lam_in = galt_lam if galt_lam is not None else smooth_lam
+        if getattr(module, "input_scale", None) is not None:
+            lam_in = None  # the module multiplies by lambda itself (shared AdaLN)
         stages.append(("final", lambda x: module(x if lam_in is None else x * lam_in).float()))
     rows = []
     tot: dict[str, list[float]] = {st: [0.0, 0.0] for st, _ in stages}  # "all" = pooled signal / error sums
