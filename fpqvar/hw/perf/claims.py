@@ -105,7 +105,8 @@ def evaluate_claims(acc: Accelerator, int_acc: Accelerator, gpu: GPU, int_recipe
     r_gpu = g.energy_per_image_j / fp.energy_per_image_j
     watts = 2.8 * fp.energy_per_image_j * opts.batch_images / g.latency_s
     claims.append(Claim("gpu_energy", "2.8x the energy efficiency of the GPU", 2.8, r_gpu, _status(r_gpu, 2.8),
-                        f"{gpu.name}: FP16 roofline {g.latency_s * 1e3:.0f} ms/image at {gpu.board_watts:.0f} W",
+                        f"{gpu.name}: FP16 roofline {g.latency_s * 1e3:.0f} ms/image at {gpu.board_watts:.0f} W "
+                        "board power; the FPGA side is device power only (static + per-event energies)",
                         f"2.8x exactly if the GPU draws {watts:.0f} W"))
 
     r_pipe = seq.latency_s / fp.latency_s
