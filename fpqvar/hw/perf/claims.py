@@ -44,7 +44,7 @@ def ght_flop_ratio(dim: int = 1920, block: int = 128) -> dict[str, float]:
     return {m: hadamard_flops(dim, dim, m) / hadamard_flops(dim, block, m) for m in ("dense", "fwht")}
 
 
-def _boundary(pred, lo: float, hi: float, iters: int = 14) -> tuple[float, float] | None:
+def _boundary(pred, lo: float, hi: float, iters: int = 10) -> tuple[float, float] | None:
     """Geometric bisection of a monotone predicate with pred(lo) != pred(hi): returns (lo, hi) bracketing the
     switch, each end keeping its side's value; None when pred does not switch on [lo, hi]."""
     p_lo = pred(lo)
@@ -89,7 +89,7 @@ def evaluate_claims(acc: Accelerator, int_acc: Accelerator, gpu: GPU, int_recipe
     r_tp = fp.images_per_s / it.images_per_s
     others = ", ".join(f"{k} {fp.images_per_s / v.images_per_s:.2f}x" for k, v in ints.items())
     dsps = _boundary(lambda d: run(int_acc.with_overrides({"dsp": {"gemm_dsps": int(d)}}), int_recipe).images_per_s
-                     <= fp.images_per_s / 3.1, 8, int_acc.dsp_gemm_dsps, iters=10)
+                     <= fp.images_per_s / 3.1, 8, int_acc.dsp_gemm_dsps, iters=8)
     claims.append(Claim("int_throughput", "3.1x the throughput of an integer accelerator", 3.1, r_tp,
                         _status(r_tp, 3.1), f"integer = {int_recipe} on {int_acc.dsp_gemm_dsps} DSP58 at the same "
                         f"clock, DDR and schedule; {others}",
