@@ -14,6 +14,7 @@ from fpqvar.formats.dfq import DFQ_VARIANTS, DFQTensor, dfq_dequantize, dfq_fake
 from fpqvar.formats.grid import ROUNDINGS, decode, encode, grid_step, round_to_grid
 from fpqvar.formats.packing import pack_int4, pack_int6, unpack_int4, unpack_int6
 from fpqvar.formats.quantizer import QuantizedTensor, dequantize, fake_quantize, quantize
+from fpqvar.formats.report import format_error_table, format_summary, value_table
 from fpqvar.formats.scales import (
     DEFAULT_GROUP_SIZE,
     GRANULARITIES,
@@ -44,7 +45,9 @@ __all__ = [
     "dfq_quantize",
     "encode",
     "fake_quantize",
+    "format_error_table",
     "format_names",
+    "format_summary",
     "get_format",
     "grid_step",
     "minmax_scale_zero_point",
@@ -55,4 +58,5 @@ __all__ = [
     "round_to_grid",
     "unpack_int4",
     "unpack_int6",
+    "value_table",
 ]

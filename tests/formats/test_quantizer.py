@@ -121,3 +121,23 @@ def test_empty_and_errors():
         fake_quantize(torch.ones(4, dtype=torch.int32), "e2m1")
     with pytest.raises(ValueError, match="group_size 128 does not divide"):
         fake_quantize(torch.ones(2, 100), "e2m1", group_size=128)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("rounding", ["rne", "ties_up"])
+def test_cuda_matches_cpu_bit_exact(rounding):
+    from fpqvar.formats import dfq_fake_quantize
+
+    x = torch.randn(64, 512, generator=torch.Generator().manual_seed(6)) * 3
+    for name in ["e2m1", "e1m2", "e4m3", "int4", "uint4"]:
+        for kw in [dict(group_size=128), dict(granularity="token"), dict()]:
+            cpu = fake_quantize(x, name, rounding=rounding, **kw)
+            gpu = fake_quantize(x.cuda(), name, rounding=rounding, **kw).cpu()
+            assert torch.equal(cpu.view(torch.int32), gpu.view(torch.int32)), (name, kw)
+            q = quantize(x.cuda(), name, rounding=rounding, **kw)
+            assert torch.equal(dequantize(q).cpu().view(torch.int32), cpu.view(torch.int32))
+    for variant in ["fp4", "fp6"]:
+        cpu = dfq_fake_quantize(x, variant=variant, rounding=rounding)
+        gpu = dfq_fake_quantize(x.cuda(), variant=variant, rounding=rounding).cpu()
+        assert torch.equal(cpu.view(torch.int32), gpu.view(torch.int32)), variant
