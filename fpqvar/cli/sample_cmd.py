@@ -1,0 +1,165 @@
+"""``fpqvar sample``: class-conditional images from a float or quantized VAR, as a grid PNG and/or single PNGs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from fpqvar.cli.common import fail, print_json
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def parse_classes(text: str, num_classes: int | None = None) -> list[int]:
+    """``"207,360,387"`` or ranges ``"0-9"`` -> list of ints; checked against ``num_classes`` when given."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(f"--classes: cannot parse {part!r} (use e.g. 207,360,387 or 0-9)") from None
+    if not out:
+        raise ValueError("--classes: no classes given")
+    if num_classes is not None:
+        bad = [c for c in out if not 0 <= c < num_classes]
+        if bad:
+            raise ValueError(f"--classes: {bad[:5]} out of range 0..{num_classes - 1} for this model")
+    return out
+
+
+def load_float_model(name: str, ckpt: Path | None, vae: Path | None, device: str):
+    """The named float model; ``ckpt`` / ``vae`` override its weight files (both given: the shipped assets of
+    ``default`` are not needed)."""
+    from fpqvar.model import load_model
+
+    if ckpt is not None and vae is not None:
+        from fpqvar.model import build_var, build_vqvae
+        from fpqvar.model import checkpoints as ck
+        from fpqvar.model.zoo import VARConfig, get_model_spec
+
+        spec = get_model_spec(name)
+        sd = ck.read_state_dict(ckpt)
+        cfg = spec.var
+        if not ck.detect_attn_l2_norm(sd) and cfg.attn_l2_norm:
+            cfg = VARConfig.from_dict({**cfg.to_dict(), "attn_l2_norm": False})
+        v = ck.load_vqvae_weights(build_vqvae(spec.vae), vae)
+        var = build_var(v, cfg)
+        ck.check_state_dict(var, sd, str(ckpt))
+        var.load_state_dict(sd, strict=True)
+        v.to(device).eval().requires_grad_(False)
+        return var.to(device).eval().requires_grad_(False)
+    return load_model(name, ckpt=ckpt, vae_ckpt=vae, device=device)
+
+
+def load_vae(name: str, vae: Path | None, device: str):
+    """Only the named model's VQVAE (for a quantized file, which holds everything else)."""
+    from fpqvar.model import build_vqvae
+    from fpqvar.model import checkpoints as ck
+    from fpqvar.model.zoo import get_model_spec
+
+    spec = get_model_spec(name)
+    if vae is None:
+        if name == "default":
+            from fpqvar.model.default import default_paths
+
+            vae = default_paths().vae
+        else:
+            vae = ck.official_checkpoint(spec.vae_ckpt)
+    return ck.load_vqvae_weights(build_vqvae(spec.vae), vae).to(device).eval().requires_grad_(False)
+
+
+def load_quantized_for(name: str, path: Path, vae: Path | None, device: str):
+    """A quantized file checked against the named model's config, with that model's VQVAE."""
+    from fpqvar.model.zoo import get_model_spec
+    from fpqvar.quant.export import QuantFileError, _config_diff, load_quantized, read_header
+
+    header = read_header(path)
+    want = get_model_spec(name).var.to_dict()
+    got = dict(header["model_config"])
+    got.setdefault("attn_l2_norm", want["attn_l2_norm"])
+    diff = [d for d in _config_diff("model_config", got, want) if "attn_l2_norm" not in d]
+    if diff:
+        raise QuantFileError(f"{path}: was made for another model than --model {name}: " + "; ".join(diff))
+    return load_quantized(path, vae=load_vae(name, vae, device), device=device)
+
+
+def register(app: typer.Typer, hw_app: typer.Typer) -> None:
+    @app.command("sample")
+    def sample(
+        model: str = typer.Option("default", help="Model name (default, var-d16 ... var-d36)."),
+        ckpt: Path = typer.Option(None, help="VAR weights (.pth / .safetensors) instead of the named model's."),
+        vae: Path = typer.Option(None, help="VQVAE weights instead of the named model's."),
+        quantized: Path = typer.Option(None, help="A file from `fpqvar quantize` (packed low-bit weights)."),
+        classes: str = typer.Option("0,1,2,3", help="Class labels, e.g. 207,360,387 or 0-9."),
+        seed: int = typer.Option(0, help="Sampling seed (one generator for the whole batch)."),
+        cfg: float = typer.Option(1.5, help="Classifier-free guidance strength."),
+        top_k: int = typer.Option(900, "--top-k"),
+        top_p: float = typer.Option(0.96, "--top-p"),
+        dtype: str = typer.Option("float32", help=f"Compute dtype: {', '.join(_DTYPES)} (autocast)."),
+        device: str = typer.Option("cpu", help="cpu or cuda."),
+        backend: str = typer.Option("reference", help="QuantLinear backend for --quantized (reference or a "
+                                    "fast path: exact, compile, triton)."),
+        out: Path = typer.Option(None, help="Grid PNG to write."),
+        out_dir: Path = typer.Option(None, help="Folder for one PNG per image (<index>_class<c>.png)."),
+        nrow: int = typer.Option(8, help="Images per grid row."),
+        as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+    ) -> None:
+        """Sample class-conditional images (KV cache, CFG, top-k / top-p)."""
+        if out is None and out_dir is None:
+            fail("give --out grid.png and/or --out-dir DIR")
+        if dtype not in _DTYPES:
+            fail(f"--dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        import torch
+
+        from fpqvar.eval.grid import make_grid, save_png, to_uint8_hwc
+        from fpqvar.model.sampling import decode_images, sample_tokens
+        from fpqvar.model.zoo import get_model_spec
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            fail("--device cuda: CUDA is not available on this machine")
+        try:
+            spec = get_model_spec(model)
+            labels = parse_classes(classes, spec.var.num_classes)
+            if quantized is not None:
+                if ckpt is not None:
+                    fail("--quantized holds the VAR weights: do not pass --ckpt with it")
+                var = load_quantized_for(model, quantized, vae, device)
+                if backend != "reference":
+                    from fpqvar.quant.quantize import set_backend
+
+                    set_backend(var, backend)
+            else:
+                var = load_float_model(model, ckpt, vae, device)
+        except (ValueError, FileNotFoundError) as e:
+            fail(str(e))
+        t0 = time.perf_counter()
+        tdt = getattr(torch, dtype)
+        res = sample_tokens(var, len(labels), labels, seed=seed, cfg=cfg, top_k=top_k, top_p=top_p, dtype=tdt)
+        imgs = decode_images(var, res.f_hat, tdt)
+        seconds = time.perf_counter() - t0
+        written = []
+        if out is not None:
+            written.append(str(save_png(out, make_grid(imgs, nrow=nrow))))
+        if out_dir is not None:
+            tiles = to_uint8_hwc(imgs)
+            for i, (c, t) in enumerate(zip(labels, tiles)):
+                written.append(str(save_png(Path(out_dir) / f"{i:05d}_class{c}.png", t)))
+        info = {"model": model, "quantized": None if quantized is None else str(quantized), "classes": labels,
+                "seed": seed, "cfg": cfg, "top_k": top_k, "top_p": top_p, "dtype": dtype, "device": device,
+                "seconds": seconds, "written": written}
+        if as_json:
+            print_json(info)
+        else:
+            typer.echo(f"{len(labels)} images in {seconds:.2f} s -> {', '.join(written[:3])}"
+                       + (f" (+{len(written) - 3} more)" if len(written) > 3 else ""))
