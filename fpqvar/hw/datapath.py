@@ -17,11 +17,11 @@ Multipliers (hardware.md section 6: keep the sign out of the multiplier):
 
 Group dot product (128 lanes, the PE): lane products enter a binary adder tree of ``log2(lanes)`` levels that
 adds adjacent pairs; the sign is applied in the tree (first level adds ``+-mag``). A signed leaf needs
-``product_bits + 1`` bits (FP4 9, DFQ 10; INT4 8), each level one more bit, so the **accumulator has
-``leaf + 7`` bits for 128 lanes: FP4 16, INT4 15, DFQ 17**, and this is tight: ``128 * max|product|`` (18432,
-8192, 36864) needs exactly that many signed bits. Integer sums are exact, so the tree order does not matter
-for the value. DFQ has two trees (products masked by ``sel``): one sum per half, since the halves have
-different scales.
+``product_bits + 1`` bits (FP4 9; INT4 8), each level one more bit, so the **accumulator has ``leaf + 7``
+bits for 128 lanes: FP4 16, INT4 15**, and this is tight: ``128 * max|product|`` (18432, 8192) needs exactly
+that many signed bits. DFQ has two trees (products masked by ``sel``), one sum per half since the halves have
+different scales: **negative half 15 bits** (128 * 84 = 10752), **positive half 17 bits** (128 * 288 =
+36864). Integer sums are exact, so the tree order does not matter for the value.
 
 Scale application and cross-group accumulation (the order the fast paths must reuse), per output ``(t, o)``:
 
@@ -69,7 +69,9 @@ __all__ = [
 
 GROUP_SIZE = 128
 PRODUCT_UNIT = {"fp4": 0.25, "dfq": 0.125, "int4": 1.0}  # value of one LSB of the product
-PRODUCT_BITS = {"fp4": 8, "dfq": 9, "int4": 8}  # magnitude bits (fp4, dfq); signed bits (int4)
+# Magnitude bits (fp4, dfq and its two halves); signed bits (int4). DFQ's negative half (E1M2 x E2M1) tops at
+# 84 / 8 (7 bits), its positive half at 288 / 8 (9 bits): the PE gives each half a tree of its own width.
+PRODUCT_BITS = {"fp4": 8, "dfq": 9, "dfq_neg": 7, "dfq_pos": 9, "int4": 8}
 _U32 = 2.0**-24  # float32 unit roundoff
 
 
@@ -137,9 +139,9 @@ def product_value(sign, mag) -> np.ndarray:
 
 
 def leaf_bits(kind: str) -> int:
-    """Signed width of one lane product entering the tree."""
-    if kind not in PRODUCT_BITS:
-        raise ValueError(f"kind must be one of {tuple(PRODUCT_BITS)}, got {kind!r}")
+    """Signed width of one lane product entering the tree (kinds: fp4, int4, dfq_neg, dfq_pos)."""
+    if kind not in PRODUCT_BITS or kind == "dfq":
+        raise ValueError(f"kind must be one of fp4, int4, dfq_neg, dfq_pos; got {kind!r}")
     return PRODUCT_BITS[kind] + (kind != "int4")
 
 
@@ -150,7 +152,8 @@ def _levels(lanes: int) -> int:
 
 
 def accumulator_bits(kind: str, lanes: int = GROUP_SIZE) -> int:
-    """Signed width of the group sum: ``leaf_bits + log2(lanes)`` (FP4 16, INT4 15, DFQ 17 for 128 lanes)."""
+    """Signed width of a group sum: ``leaf_bits + log2(lanes)`` (128 lanes: fp4 16, int4 15, dfq_neg 15,
+    dfq_pos 17)."""
     return leaf_bits(kind) + _levels(lanes)
 
 
@@ -185,8 +188,8 @@ def group_dot_dfq(a_codes, w_codes) -> tuple[np.ndarray, np.ndarray]:
     a = _codes(a_codes, "group_dot_dfq a")
     p = product_value(*dfq_mul(a, w_codes))
     sel = (a >> 3).astype(bool)
-    leaf = leaf_bits("dfq")
-    return adder_tree(np.where(sel, p, 0), leaf), adder_tree(np.where(sel, 0, p), leaf)
+    return (adder_tree(np.where(sel, p, 0), leaf_bits("dfq_neg")),
+            adder_tree(np.where(sel, 0, p), leaf_bits("dfq_pos")))
 
 
 # --- scale application and accumulation -----------------------------------------------------------------

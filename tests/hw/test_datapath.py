@@ -63,12 +63,13 @@ def test_rom_equals_product_of_units():
     np.testing.assert_array_equal(drom[1], np.outer(q, h))
 
 
-@pytest.mark.parametrize("kind", ["fp4", "int4", "dfq"])
+@pytest.mark.parametrize("kind", ["fp4", "int4", "dfq_neg", "dfq_pos"])
 def test_accumulator_width_is_derived_and_tight(kind):
     if kind == "fp4":
         prods = (E2M1[ALL_A] * E2M1[ALL_B] / 0.25).astype(np.int64)
-    elif kind == "dfq":
-        prods = (_dfq_activation_value(ALL_A) * E2M1[ALL_B] / 0.125).astype(np.int64)
+    elif kind.startswith("dfq"):
+        half = (ALL_A >> 3) == (1 if kind == "dfq_neg" else 0)
+        prods = (_dfq_activation_value(ALL_A[half]) * E2M1[ALL_B[half]] / 0.125).astype(np.int64)
     else:
         val = np.where(np.arange(16) >= 8, np.arange(16) - 16, np.arange(16))
         prods = val[ALL_A] * val[ALL_B]
@@ -78,7 +79,7 @@ def test_accumulator_width_is_derived_and_tight(kind):
     for extreme in (prods.max(), prods.min()):
         assert dp.adder_tree(np.full(128, extreme), dp.leaf_bits(kind)) == 128 * extreme
     assert dp.accumulator_bits("fp4") == 16 and dp.accumulator_bits("int4") == 15
-    assert dp.accumulator_bits("dfq") == 17
+    assert dp.accumulator_bits("dfq_neg") == 15 and dp.accumulator_bits("dfq_pos") == 17
 
 
 def test_adder_tree_overflow_is_detected():

@@ -67,7 +67,7 @@ _LIST = [
              lambda: _pe("int4"), True, "pe"),
     UnitInfo("pe_fp4", "128-lane FP4 dot product, sign applied in the pipelined tree (16-bit out)",
              lambda: _pe("fp4"), True, "pe"),
-    UnitInfo("pe_dfq", "128-lane DFQ dot product, two pipelined trees (2 x 17-bit out)",
+    UnitInfo("pe_dfq", "128-lane DFQ dot product, one pipelined tree per half (15-bit neg, 17-bit pos out)",
              lambda: _pe("dfq"), True, "pe"),
     UnitInfo("fht128", "128-point FHT, 8-bit in / 15-bit out, 7 registered butterfly stages",
              _fht, True, "fht"),
