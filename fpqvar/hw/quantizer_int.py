@@ -27,8 +27,9 @@ group gets ``s = 1`` (its codes are all 0). The sign bit is the float's sign bit
 DFQ (fpqvar-method.md section 6, fc2 input): per group, ``x <= 0`` goes to the negative half on E1M2
 with ``s_neg = fl32(max|x_neg| / 1.75)``, ``x > 0`` to the positive half on E2M1 with
 ``s_pos = fl32(max x_pos / 6)``. The code's top bit selects the half (1 = negative / E1M2, 0 = positive /
-E2M1); the low 3 bits are the magnitude code of the selected format. Zero is coded ``0b1000`` (it belongs
-to the negative half).
+E2M1); the low 3 bits are the magnitude code of the selected format. A zero result is coded ``0`` (as
+``fpqvar.formats.dfq``: the negative-zero code ``0b1000`` is never produced), although zero inputs belong to
+the negative half for the scale.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def quantize_groups_dfq(x: np.ndarray, *, group_size: int = 128, rounding: str =
         compare_stage(v, neg, "e1m2", rounding, DFQ_FRAC_BITS),
         compare_stage(v, neg, "e2m1", rounding, DFQ_FRAC_BITS),
     ).astype(np.uint8)
-    codes = (neg.astype(np.uint8) << 3) | idx
+    codes = ((neg & (idx > 0)).astype(np.uint8) << 3) | idx  # zero results: code 0
     return codes.reshape(np.shape(x)), s_neg, s_pos
 
 

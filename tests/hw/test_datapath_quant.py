@@ -110,22 +110,30 @@ def test_quantize_groups_matches_reference(fmt, rounding):
 
 
 @pytest.mark.parametrize("rounding", ["rne", "ties_up"])
-def test_quantize_groups_matches_formats_encode(rounding):
-    """Against fpqvar.formats.grid.encode of x / s computed in float32 (the software quantizer).
+def test_codes_and_scales_match_fpqvar_formats(rounding):
+    """Against the software quantizers (fpqvar.formats.quantize / dfq_quantize), codes and scales.
 
-    The software rounds x / s to float32 before comparing; that can only differ from the exact decision when
-    x / s lies within half a float32 ulp of a midpoint, which none of these seeded values does (and which the
-    exact-midpoint rows above cover with s = 1, where the division is exact).
+    The software divides x / s in float32 before rounding; that can only differ from the datapath's exact
+    decision when x / s lies within half a float32 ulp of a midpoint, which none of these seeded values does
+    (the exact-midpoint rows of the tests above use s = 1, where the division is exact).
     """
     torch = pytest.importorskip("torch")
-    from fpqvar.formats.grid import encode
+    from fpqvar.formats import dfq_quantize, quantize
 
     rng = np.random.default_rng(4)
     x = (rng.standard_normal((64, 256)) * rng.uniform(0.01, 10, (64, 1))).astype(np.float32)
+    x[0, :128] = 0.0
+    x[1, :128] = np.abs(x[1, :128])  # DFQ: no negative values in a group
     codes, s = qi.quantize_groups(x, "e2m1", rounding=rounding)
-    xn = torch.from_numpy(x).reshape(64, 2, 128) / torch.from_numpy(s)[..., None]
-    ref = encode(xn, "e2m1", rounding).reshape(64, 256).numpy()
-    np.testing.assert_array_equal(codes, ref)
+    q = quantize(torch.from_numpy(x), "e2m1", group_size=128, rounding=rounding)
+    np.testing.assert_array_equal(codes, q.codes.numpy())
+    np.testing.assert_array_equal(s, q.scale.numpy())
+    x = np.where(x < 0, 0.05 * x, x).astype(np.float32)  # GELU-like fc2 input
+    codes, s_neg, s_pos = qi.quantize_groups_dfq(x, rounding=rounding)
+    d = dfq_quantize(torch.from_numpy(x), rounding=rounding)
+    np.testing.assert_array_equal(codes, d.codes.numpy())
+    np.testing.assert_array_equal(s_neg, d.scale_neg.numpy())
+    np.testing.assert_array_equal(s_pos, d.scale_pos.numpy())
 
 
 @pytest.mark.parametrize("rounding", ["rne", "ties_up"])
@@ -146,9 +154,9 @@ def test_quantize_groups_dfq_matches_reference(rounding):
     np.testing.assert_array_equal(s_pos, rp)
     qn = _nearest(xg.astype(np.float64) / rn[..., None].astype(np.float64), "e1m2", rounding)
     qp = _nearest(xg.astype(np.float64) / rp[..., None].astype(np.float64), "e2m1", rounding)
-    ref = np.where(neg, 8 | qn, qp).reshape(30, 256)
+    ref = np.where(neg & (qn > 0), 8 | qn, np.where(neg, 0, qp)).reshape(30, 256)
     np.testing.assert_array_equal(codes, ref)
-    assert np.all(codes[2, :5] == 8)  # zero is coded in the negative half
+    assert np.all(codes[2, :5] == 0)  # zero results are code 0 (fpqvar.formats.dfq convention)
 
 
 def test_quantizer_rejects_bad_input():
@@ -279,3 +287,31 @@ def test_linear_rejects_bad_shapes():
         linear_through_datapath(np.zeros((2, 200), np.float32), np.zeros((4, 200), np.float32))
     with pytest.raises(ValueError, match="bias"):
         linear_through_datapath(np.zeros((2, 128), np.float32), np.zeros((4, 128), np.float32), np.zeros(3))
+
+
+@pytest.mark.parametrize("shape_x,c_out", [((169, 384), 24), ((2, 9, 256), 16)])
+@pytest.mark.parametrize("dfq", [False, True])
+def test_linear_matches_fpqvar_quantized_layer(shape_x, c_out, dfq):
+    """The software quantized layer: fpqvar.formats fake_quantize (E2M1, group 128 along in_features) or
+    dfq_fake_quantize on both operands, matmul in float64; within the bound of the test above."""
+    torch = pytest.importorskip("torch")
+    from fpqvar.formats import dfq_fake_quantize, fake_quantize
+    from fpqvar.hw.datapath import accumulation_error_bound, linear_dfq_through_datapath, linear_through_datapath
+
+    rng = np.random.default_rng(99 + dfq)
+    c_in = shape_x[-1]
+    x = (rng.standard_normal(shape_x) * rng.uniform(0.05, 20, shape_x[:-1] + (1,))).astype(np.float32)
+    w = (rng.standard_normal((c_out, c_in)) * 0.05).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    wq = fake_quantize(torch.from_numpy(w), "e2m1", group_size=128).numpy()
+    if dfq:
+        x = np.where(x < 0, 0.05 * x, x).astype(np.float32)
+        xq, n = dfq_fake_quantize(torch.from_numpy(x)).numpy(), 2 * c_in // 128
+        y = linear_dfq_through_datapath(x, w, b)
+    else:
+        xq, n = fake_quantize(torch.from_numpy(x), "e2m1", group_size=128).numpy(), c_in // 128
+        y = linear_through_datapath(x, w, b)
+    ref, S = _ref_linear(xq, wq, b)
+    allowed = accumulation_error_bound(S, n, y) + 2 * U * S + c_in * 2.0**-53 * S
+    err = np.abs(y.astype(np.float64) - ref)
+    assert np.all(err <= allowed), float((err / allowed).max())

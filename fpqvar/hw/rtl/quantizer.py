@@ -4,7 +4,8 @@ Input: ``neg`` (the sign bit; for DFQ, ``x <= 0``) and ``mag``, the scale stage'
 fractional bits whose LSB is the sticky bit (``quantizer_int.FIXED_POINT``). Seven comparators against the
 grid midpoints (constants); each compares with ``>=`` or ``>`` by the tie rule and the sign
 (``quantizer_int.tie_goes_up``); the magnitude code is the number of midpoints passed (a thermometer code's
-count); ``code = neg << 3 | idx``. For DFQ both halves' comparators exist and ``neg`` selects one.
+count); ``code = neg << 3 | idx``. For DFQ both halves' comparators exist and ``neg`` selects one; a zero
+result is coded 0 (``code = (neg & idx != 0) << 3 | idx``, the ``fpqvar.formats.dfq`` convention).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class FpQuantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self.fmt == "dfq":
-            idx = Mux(self.neg, self._index("e1m2"), self._index("e2m1"))
+            idx = Mux(self.neg, self._index("e1m2"), self._index("e2m1"))[:3]
+            m.d.comb += self.code.eq(Cat(idx, self.neg & idx.any()))
         else:
-            idx = self._index(self.fmt)
-        m.d.comb += self.code.eq(Cat(idx[:3], self.neg))
+            m.d.comb += self.code.eq(Cat(self._index(self.fmt)[:3], self.neg))
         return m
