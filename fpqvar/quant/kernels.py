@@ -1,0 +1,425 @@
+"""Exact kernels of the fast quantized linear, plain PyTorch: the datapath's arithmetic, bit for bit.
+
+The golden model is ``fpqvar.hw.datapath`` (read its docstring). Three steps:
+
+1. **Integer operands.** A grid value ``v`` of a format becomes the integer ``n = v * 2**k`` (``k`` =
+   :attr:`IntGrid.k`), exact and ``|n| <= 127``: e2m1 ``k = 1`` (|n| <= 12), e1m2 2 (7), e3m0 2 (64), e2m3 3 (60),
+   int2..int8 and neg32 0. Weights are converted once, at load (:func:`weight_operand`); activations per call
+   (:func:`quantize_act`, :func:`quantize_act_dfq`).
+2. **Exact group dot products on the fast integer units.** ``D[t, o, g] = sum_i n_x n_w`` over one segment ``g``
+   of the input dim, by ``torch._int_mm`` (int8 x int8 -> int32: oneDNN VNNI / AMX-INT8 on CPU, IMMA tensor
+   cores on CUDA). Integer accumulation is exact whatever the order (|D| <= 127 * 127 * I < 2**31). Why not bf16:
+   the integer operands are exact in bf16 and a bf16 GEMM accumulates in float32, but torch 2.13 on CPU returns
+   the result rounded to bf16 (``aten::mm.dtype`` has no CPU kernel) and a 15-bit group sum does not fit bf16's 8
+   significant bits; the int8 GEMM is exact by construction and measured at least as fast
+   (``benchmarks/bench_fast_linear.py``).
+3. **Scales and cross-segment accumulation in float32, in the datapath's order**, vectorised over (t, o):
+
+       p_g = fl32( fl32(s_x[t, g] * s_w[o, g]) * fl32(D[t, o, g] * unit) )      unit = 2**-(k_x + k_w)
+       acc = p_0;  acc = fl32(acc + p_g) for g = 1, 2, ... (ascending);  y = fl32(acc + b[o])
+
+   DFQ (two activation scales per segment): the negative-half partial of segment ``g`` is added before its
+   positive-half partial (``linear_dfq_through_datapath``). ``fl32(D * unit)`` is exact when ``|D| < 2**24``
+   (every FP4 group of 128: |D| <= 128 * 288 in units of 1/8); a longer reduction (FP6 per-token x per-channel,
+   one segment over the whole input dim: |D| <= 3600 * I) is rounded **once**, RNE, from the exact integer: the
+   FP6 semantics of the fast path (no chunking: the int32 accumulator already holds the exact sum).
+
+   ``unit`` is folded into the weight scale (``fl32(s_x * (s_w * unit))``) when no product can leave the normal
+   float32 range: scaling by a power of two then commutes with rounding, so every ``p_g`` is the same float. The
+   rare other case takes the literal order (:func:`_linear_loop`, ``fold_unit=False``).
+
+Segments: the input dim is cut at every scale boundary of either operand (``seg`` = the smaller of the two
+group sizes, the whole dim for per-token / per-channel / per-tensor scales); scales are expanded to ``(T, G)``
+and ``(O, G)``.
+
+Activation quantization (:func:`quantize_act`) reproduces the datapath's quantizer (``hw.quantizer_int``): absmax
+scale ``s = fl32(absmax / max)`` (1 for an all-zero group), codes from the **exact** quotient ``|x| / s`` (its
+fixed-point stage is exact). The float32 quotient ``t = fl32(x / s)`` rounds to the same grid point except where
+``t`` is exactly a midpoint while ``x / s`` is not (about 2**-24 of the elements); those few are found (``|t -
+round(t)| == step / 2``) and decided exactly in float64 (``m * s`` is exact there). This differs from
+``fpqvar.formats.fake_quantize`` (which rounds ``fl32(x / s)``) only on those elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from fpqvar.formats.spec import FloatFormat, Format, IntFormat, get_format
+
+__all__ = [
+    "IntGrid",
+    "OutOfExactRange",
+    "int_grid",
+    "weight_operand",
+    "dynamic_scales",
+    "quantize_act",
+    "quantize_act_dfq",
+    "dfq_scales",
+    "expand_scales",
+    "linear_int",
+    "ROW_CHUNK_ELEMS",
+    "EXPAND_MAX_ROWS",
+    "QUANT_BLOCK_ELEMS",
+]
+
+_EXP = 0x7F800000
+_HALF = 0x400000  # float32 mantissa MSB: 2**e -> 1.5 * 2**e
+_MIN_NORMAL = 2.0**-126
+# Row chunks of the (T, O) float32 accumulator in the segment loop: measured on the 2-core dev machine,
+# 2**20 elements (4 MiB) beat 2**14 .. 2**18 (small int8 GEMMs and per-op overhead cost more than L2 misses).
+ROW_CHUNK_ELEMS = 1 << 20
+# Few rows (the first scales): one GEMM over a block-diagonal expansion (G * P * T rows) beats G small GEMMs
+# while the expanded row count stays below this (the GEMM is weight-bandwidth bound there).
+EXPAND_MAX_ROWS = 64
+# Row blocks of the activation quantizer (about 2**17 elements: its ~10 temporaries stay in L2 / L3).
+QUANT_BLOCK_ELEMS = 1 << 17
+
+
+@dataclass(frozen=True)
+class IntGrid:
+    """A format's grid scaled by ``2**k`` onto integers in ``[lo, hi]``, and its rounding steps.
+
+    In scaled units the grid step of a value with float exponent ``e`` is ``2**(max(e, emin) - mbits)``: minifloats
+    use their own ``mbits`` and ``emin = 1 - bias + k``; an integer grid is step 1 everywhere (``emin = mbits = 7``,
+    valid for ``|value| < 256``).
+    """
+
+    name: str
+    k: int
+    lo: int
+    hi: int
+    emin: int
+    mbits: int
+
+    @property
+    def max_value(self) -> float:
+        """Largest magnitude of the unscaled grid: the absmax-scale denominator."""
+        return max(-self.lo, self.hi) / 2.0**self.k
+
+
+@lru_cache(maxsize=None)
+def int_grid(fmt: str | Format) -> IntGrid | None:
+    """The :class:`IntGrid` of ``fmt``, or ``None`` when no ``k <= 7`` makes its grid int8 (e3m2, e4m3, uint*)."""
+    f = get_format(fmt)
+    if isinstance(f, IntFormat):
+        if not f.symmetric and f.lo is None:
+            return None  # asymmetric (zero point): not a product of two plain integers
+        if f.qmin < -127 or f.qmax > 127:
+            return None
+        return IntGrid(f.name, 0, f.qmin, f.qmax, 7, 7)
+    assert isinstance(f, FloatFormat)
+    if f.special != "none":
+        return None
+    grid = f.positive_grid
+    for k in range(8):
+        n = grid * 2.0**k
+        if (n == n.round()).all():
+            if n.max() > 127:
+                return None
+            return IntGrid(f.name, k, -int(n.max()), int(n.max()), 1 - f.bias + k, f.mbits)
+    return None
+
+
+def weight_operand(codes_OI: torch.Tensor, fmt: str | Format) -> torch.Tensor:
+    """Weight codes ``(O, I)`` -> the GEMM's right operand: int8 ``(I, O)`` contiguous, values ``v * 2**k``."""
+    f = get_format(fmt)
+    g = int_grid(f)
+    if g is None:
+        raise ValueError(f"weight_operand: format {f.name!r} has no int8 grid")
+    if codes_OI.dtype != torch.uint8 or codes_OI.ndim != 2:
+        raise ValueError(f"weight_operand: codes must be uint8 (O, I), got {codes_OI.dtype} {tuple(codes_OI.shape)}")
+    if isinstance(f, IntFormat):
+        c = torch.arange(1 << f.bits, dtype=torch.float64)
+        vals = torch.where(c >= (1 << (f.bits - 1)), c - (1 << f.bits), c) if f.qmin < 0 else c
+    else:
+        vals = torch.as_tensor(f.code_values, dtype=torch.float64)
+    n = vals * 2.0**g.k
+    if not torch.isfinite(n).all() or (n.abs() > 127).any():
+        raise AssertionError(f"{f.name}: code table does not fit int8 at k={g.k}")
+    lut = n.to(torch.int8).to(codes_OI.device)
+    if codes_OI.numel() and int(codes_OI.max()) >= lut.numel():
+        raise ValueError(f"weight_operand: codes of {f.name} must be < {lut.numel()}, got {int(codes_OI.max())}")
+    return lut[codes_OI.t().to(torch.int64)].contiguous()
+
+
+# --- activation quantization -----------------------------------------------------------------------------
+
+
+def dynamic_scales(xg: torch.Tensor, max_value: float) -> torch.Tensor:
+    """``fl32(absmax / max_value)`` over the last dim (keepdim), 1 where that is 0 (``hw.quantizer_int``)."""
+    mn, mx = torch.aminmax(xg, dim=-1, keepdim=True)
+    s = torch.maximum(mn.neg_(), mx).div_(max_value)
+    return s.masked_fill_(s == 0, 1.0)
+
+
+def _check_rounding(rounding: str) -> None:
+    if rounding not in ("rne", "ties_up"):
+        raise ValueError(f"rounding must be 'rne' or 'ties_up', got {rounding!r}")
+
+
+def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, uniform: torch.Tensor | None = None):
+    """Round float32 ``t`` (clamped, scaled units) onto ``grid``: ``(r, tie, half)``; ``t`` is kept.
+
+    Step of each element: ``2**(max(e, emin) - mbits)`` (``grid``), or 1 where ``uniform`` is set (DFQ's
+    negative half, an integer grid). ``tie``: ``t`` exactly halfway between two grid points; ``half``: half the
+    step (float32, ``t``'s shape), read only at the ties.
+    """
+    eb = torch.bitwise_and(t.view(torch.int32), _EXP).clamp_(min=(grid.emin + 127) << 23)  # 2**max(e, emin)
+    if rounding == "rne":
+        # M = 1.5 * step * 2**23: fl32(t + M) - M rounds t to a multiple of step, ties to even (formats.grid)
+        big = torch.add(eb, (23 - grid.mbits) << 23).bitwise_or_(_HALF)
+        if uniform is not None:
+            big.masked_fill_(uniform, (150 << 23) | _HALF)  # step 1: M = 1.5 * 2**23
+        big = big.view(torch.float32)
+        r = torch.add(t, big).sub_(big)
+        half = eb.sub_((grid.mbits + 1) << 23)
+        if uniform is not None:
+            half.masked_fill_(uniform, 126 << 23)  # 0.5
+        half = half.view(torch.float32)
+        tie = torch.eq(torch.sub(t, r).abs_(), half)
+    elif rounding == "ties_up":
+        step = eb.sub_(grid.mbits << 23)
+        if uniform is not None:
+            step.masked_fill_(uniform, 127 << 23)  # 1.0
+        step = step.view(torch.float32)
+        u = torch.div(t, step)  # exact (power of two)
+        r = torch.floor(u)
+        frac = u.sub_(r)
+        tie = torch.eq(frac, 0.5)
+        r.add_(frac.ge_(0.5)).mul_(step)  # floor(t / step + 1/2) * step: ties to the larger value
+        half = step.mul_(0.5)
+    else:
+        raise ValueError(f"rounding must be 'rne' or 'ties_up', got {rounding!r}")
+    return r, tie, half
+
+
+def _fix_ties(n: torch.Tensor, tie: torch.Tensor, xg: torch.Tensor, s_el: torch.Tensor, grid: IntGrid,
+              rounding: str, neg: IntGrid | None = None) -> None:
+    """Decide the (rare) tie elements of the codes ``n`` on the exact quotient, in place.
+
+    At a tie, ``t = fl32(x / s_el)`` equals a midpoint ``m`` of the scaled grid; the exact quotient lies above,
+    below or on ``m`` as ``|x|`` compares with ``|m| * s_el``, computed exactly in float64 (``m`` has at most
+    ``mbits + 2`` significant bits, ``s_el`` 24). Above / below: the neighbour ``|m| +- step / 2``; on it: the tie
+    rule. ``t`` and the step are recomputed here from ``x`` and ``s_el`` (the same float32 operations), so any
+    kernel that reports ``tie`` can use this. ``neg``: DFQ, the uniform grid of the elements ``x <= 0``.
+    """
+    if not bool(tie.any()):
+        return
+    idx = tie.nonzero(as_tuple=True)
+    x = xg[idx]
+    s = s_el.expand_as(xg)[idx]
+    t = torch.div(x, s)
+    uniform = None if neg is None else x <= 0
+    r, _, half = _round_scaled(t.clone(), grid, rounding, uniform)
+    m, x64 = t.abs().to(torch.float64), x.to(torch.float64)
+    cmp = torch.sign(x64.abs() - m * s.to(torch.float64))  # exact product; Sterbenz-exact difference
+    fixed = torch.where(cmp == 0, r.to(torch.float64), torch.copysign(m + cmp * half.to(torch.float64), x64))
+    n[idx] = fixed.to(n.dtype)
+
+
+class OutOfExactRange(ValueError):
+    """A scale so small that the fast path's power-of-two folding would not be exact (absmax < ~2**-116)."""
+
+
+def _scaled_divisor(s: torch.Tensor, k: int) -> torch.Tensor:
+    """``s * 2**-k``, so that ``fl32(x / (s 2**-k)) = 2**k fl32(x / s)`` (exact while ``s * 2**-k`` is normal)."""
+    sk = s * 2.0**-k
+    if k and not bool((sk >= _MIN_NORMAL).all()):
+        raise OutOfExactRange(f"activation scale {float(s.min())!r} below 2**-{126 - k}")
+    return sk
+
+
+def _group_view(x_TI: torch.Tensor, group_size: int | None) -> torch.Tensor:
+    T, I = x_TI.shape
+    g = I if group_size is None else group_size
+    if g < 1 or I % g:
+        raise ValueError(f"in_features={I} is not a multiple of the activation group size {g}")
+    return x_TI.reshape(T, I // g, g)
+
+
+def _row_blocks(T: int, I: int, device: torch.device):
+    """Row slices of about ``QUANT_BLOCK_ELEMS`` elements (CPU; one block on CUDA)."""
+    rows = T if device.type != "cpu" else max(1, QUANT_BLOCK_ELEMS // max(I, 1))
+    return [slice(r0, min(T, r0 + rows)) for r0 in range(0, T, rows)]
+
+
+def quantize_act(x_TI: torch.Tensor, grid: IntGrid, *, group_size: int | None, rounding: str = "rne",
+                 scale: torch.Tensor | None = None, per_tensor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize float32 ``x_TI`` -> ``(n_TI int8 = grid value * 2**k, s_TG float32)``: the datapath's quantizer.
+
+    Scales: ``scale`` (static, broadcastable to ``(T, G)``), else dynamic absmax per group of ``group_size``
+    along the input dim (``None``: per token), or over the whole tensor (``per_tensor``).
+    """
+    xg = _group_view(x_TI, group_size)  # (T, G, g)
+    T, G, _ = xg.shape
+    if scale is not None:
+        s = scale.to(torch.float32).expand(T, G).unsqueeze(-1)
+    elif per_tensor:
+        s = dynamic_scales(x_TI.reshape(1, -1), grid.max_value).expand(T, G).unsqueeze(-1)
+    else:
+        s = dynamic_scales(xg, grid.max_value)  # (T, G, 1)
+    sk = _scaled_divisor(s, grid.k)
+    n = torch.empty(xg.shape, dtype=torch.int8, device=xg.device)
+    for rb in _row_blocks(T, x_TI.shape[1], x_TI.device):
+        t = torch.div(xg[rb], sk[rb])
+        if scale is not None:  # saturate; absmax scales give |t| <= max * (1 + 2**-23), which rounds to max
+            t.clamp_(grid.lo, grid.hi)
+        r, tie, _ = _round_scaled(t, grid, rounding)
+        n[rb] = r
+        _fix_ties(n[rb], tie, xg[rb], sk[rb], grid, rounding)
+    return n.view(T, x_TI.shape[1]), s.reshape(T, G).contiguous()
+
+
+def dfq_scales(xg: torch.Tensor, neg: IntGrid, pos: IntGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(s_neg, s_pos)`` over the last dim (keepdim): ``fl32(max|x<=0| / neg_max)``, ``fl32(max x>0 / pos_max)``."""
+    mn, mx = torch.aminmax(xg, dim=-1, keepdim=True)
+    s_neg = mn.neg_().clamp_(min=0.0).div_(neg.max_value)
+    s_pos = mx.clamp_(min=0.0).div_(pos.max_value)
+    return s_neg.masked_fill_(s_neg == 0, 1.0), s_pos.masked_fill_(s_pos == 0, 1.0)
+
+
+def quantize_act_dfq(x_TI: torch.Tensor, neg: IntGrid, pos: IntGrid, *, group_size: int | None,
+                     rounding: str = "rne"):
+    """DFQ: ``(n_neg_TI int8 (<= 0), n_pos_TI int8 (>= 0), s_neg_TG, s_pos_TG)``, the datapath's DFQ quantizer.
+
+    ``x <= 0`` (zero included) goes to the negative grid with ``s_neg = fl32(max|x_neg| / neg_max)``, ``x > 0`` to
+    the positive grid with ``s_pos = fl32(max x_pos / pos_max)`` (1 for an empty half). The negative grid must be
+    uniform in its scaled units (e1m2 x 4, neg32): step 1.
+    """
+    xg = _group_view(x_TI, group_size)
+    T, G, _ = xg.shape
+    s_neg, s_pos = dfq_scales(xg, neg, pos)
+    sk_neg, sk_pos = _scaled_divisor(s_neg, neg.k), _scaled_divisor(s_pos, pos.k)
+    n = torch.empty(xg.shape, dtype=torch.int8, device=xg.device)
+    for rb in _row_blocks(T, x_TI.shape[1], x_TI.device):
+        xb = xg[rb]
+        is_neg = xb <= 0
+        s_el = torch.where(is_neg, sk_neg[rb], sk_pos[rb])
+        t = torch.div(xb, s_el)  # within [-neg_max, pos_max] * (1 + 2**-23): rounds inside the grid
+        r, tie, _ = _round_scaled(t, pos, rounding, uniform=is_neg)
+        n[rb] = r
+        _fix_ties(n[rb], tie, xb, s_el, pos, rounding, neg=neg)
+    n = n.view(T, x_TI.shape[1])
+    return n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous()
+
+
+# --- GEMM and accumulation ---------------------------------------------------------------------------------
+
+
+def expand_scales(s_RG: torch.Tensor, width: int, seg: int) -> torch.Tensor:
+    """Per-group scales ``(R, G)`` (groups of ``width // G``) -> per-segment ``(R, width // seg)``."""
+    per = width // s_RG.shape[1] // seg
+    if per * seg * s_RG.shape[1] != width:
+        raise ValueError(f"scale groups of {width // s_RG.shape[1]} are not a multiple of the segment {seg}")
+    return s_RG if per == 1 else s_RG.repeat_interleave(per, dim=1)
+
+
+def _foldable(parts, sw_OG: torch.Tensor) -> bool:
+    """Whether every ``fl32(s_x * s_w * unit)`` stays normal and ``fl32(s_x * s_w)`` finite (see module doc)."""
+    w_lo, w_hi = float(sw_OG.min()), float(sw_OG.max())
+    for _n, s, unit in parts:
+        lo, hi = float(s.min()), float(s.max())
+        if lo * w_lo * unit < 2.0**-125 or hi * w_hi >= 2.0**127:
+            return False
+    return True
+
+
+def _check_linear(parts, w_IO: torch.Tensor, sw_OG: torch.Tensor, seg: int) -> int:
+    """Validate the shapes of :func:`linear_int`'s operands; returns the segment count G."""
+    T = parts[0][0].shape[0]
+    I, O = w_IO.shape
+    if seg < 1 or I % seg:
+        raise ValueError(f"in_features={I} is not a multiple of the segment {seg}")
+    G = I // seg
+    for n, s, _ in parts:
+        if n.dtype != torch.int8 or n.shape != (T, I) or s.shape != (T, G):
+            raise ValueError(f"operand {n.dtype} {tuple(n.shape)} / scales {tuple(s.shape)} do not match int8 "
+                             f"({T}, {I}) / ({T}, {G})")
+    if w_IO.dtype != torch.int8 or sw_OG.shape != (O, G):
+        raise ValueError(f"weights {w_IO.dtype} / scales {tuple(sw_OG.shape)} do not match int8 / ({O}, {G})")
+    return G
+
+
+def linear_int(parts, w_IO: torch.Tensor, sw_OG: torch.Tensor, bias: torch.Tensor | None, seg: int,
+               fold_unit: bool | None = None) -> torch.Tensor:
+    """``y_TO`` (float32) of the datapath: exact segment dot products, then scales and sums in its order.
+
+    ``parts``: ordered partial operands ``(n_TI int8, s_TG float32 per segment, unit)``, one for a plain
+    layer, two for DFQ (negative half first). ``w_IO``: int8 ``(I, O)``; ``sw_OG``: float32 per segment;
+    ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by :func:`_foldable`.
+    """
+    T = parts[0][0].shape[0]
+    I, O = w_IO.shape
+    G = _check_linear(parts, w_IO, sw_OG, seg)
+    if fold_unit is None:
+        fold_unit = T == 0 or _foldable(parts, sw_OG)
+    if T == 0:
+        y = w_IO.new_zeros((0, O), dtype=torch.float32)
+    elif fold_unit and G * len(parts) * T <= EXPAND_MAX_ROWS and w_IO.device.type == "cpu":
+        y = _linear_expanded(parts, w_IO, sw_OG, seg)
+    else:
+        y = _linear_loop(parts, w_IO, sw_OG, seg, fold_unit)
+    if bias is not None:
+        y.add_(bias.to(torch.float32))  # fl32(acc + b): bias last
+    return y
+
+
+def _int_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """int8 ``(M, K) x (K, N) -> int32``; CUDA's kernel needs ``M > 16``: pad the rows there."""
+    M = a.shape[0]
+    if a.device.type == "cuda" and M <= 16:
+        a = torch.cat([a, a.new_zeros((17 - M, a.shape[1]))])
+        r = torch._int_mm(a, b)[:M]
+        return r if out is None else out.copy_(r)
+    return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
+
+
+def _linear_loop(parts, w_IO, sw_OG, seg, fold_unit: bool) -> torch.Tensor:
+    """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache."""
+    T = parts[0][0].shape[0]
+    I, O = w_IO.shape
+    G = I // seg
+    swT = sw_OG.t().contiguous()  # (G, O)
+    sws = [swT * unit for _, _, unit in parts] if fold_unit else [swT] * len(parts)
+    y = torch.empty((T, O), dtype=torch.float32, device=w_IO.device)
+    tc = max(1, min(T, ROW_CHUNK_ELEMS // max(O, 1)))
+    buf = torch.empty((tc, O), dtype=torch.float32, device=w_IO.device)
+    d = torch.empty((tc, O), dtype=torch.int32, device=w_IO.device)
+    for t0 in range(0, T, tc):
+        t1 = min(T, t0 + tc)
+        acc, b, dd = y[t0:t1], buf[: t1 - t0], d[: t1 - t0]
+        first = True
+        for g in range(G):
+            cols = slice(g * seg, (g + 1) * seg)
+            wg = w_IO[cols]
+            for (n, s, unit), sw in zip(parts, sws):
+                _int_mm(n[t0:t1, cols], wg, out=dd)
+                dst = acc if first else b
+                torch.mul(s[t0:t1, g : g + 1], sw[g], out=dst)  # fl32(s_x * s_w [* unit])
+                dst.mul_(dd if fold_unit else dd * unit)  # fl32(S * fl32(D * unit))
+                if not first:
+                    acc.add_(b)  # fl32(acc + p), ascending
+                first = False
+    return y
+
+
+def _linear_expanded(parts, w_IO, sw_OG, seg) -> torch.Tensor:
+    """Few rows: one GEMM over a block-diagonal expansion gives every (segment, part) product at once."""
+    T = parts[0][0].shape[0]
+    I, O = w_IO.shape
+    G, P = I // seg, len(parts)
+    ar = torch.arange(G, device=w_IO.device)
+    xe = torch.zeros((G, P, T, G, seg), dtype=torch.int8, device=w_IO.device)
+    for p, (n, _, _) in enumerate(parts):
+        xe[ar, p, :, ar, :] = n.reshape(T, G, seg).transpose(0, 1)
+    d = _int_mm(xe.view(G * P * T, I), w_IO).view(G * P, T, O)
+    s = torch.stack([s.t() for _, s, _ in parts], dim=1).reshape(G * P, T, 1)  # (g, p) order: g-major
+    sw = torch.stack([sw_OG.t() * unit for _, _, unit in parts], dim=1).reshape(G * P, 1, O)
+    prod = torch.mul(s, sw).mul_(d)  # p = fl32(fl32(s_x * s_w * unit) * D)
+    acc = prod[0].clone()
+    for i in range(1, G * P):
+        acc.add_(prod[i])
+    return acc
