@@ -8,9 +8,10 @@ from pathlib import Path
 import typer
 
 from fpqvar.cli.common import fail, print_json
+from fpqvar.hw.rtl.units import unit_names  # light: no Amaranth import until a unit is built
+from fpqvar.hw.synth import AREA_UNITS  # light: standard library only
 
-_UNITS_HELP = ("int4_mul, fp4_mul, fp4_mul_twos, dfq_mul, quant_e2m1, quant_dfq, pe_int4, pe_fp4, pe_dfq, "
-               "fht128")
+_UNITS_HELP = ", ".join(unit_names())
 
 
 def register(app: typer.Typer, hw_app: typer.Typer) -> None:
@@ -65,9 +66,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
     @hw_app.command("area")
     def area(
         out: Path = typer.Option(Path("out/hw_area"), "--out", help="Directory for area.json and area.md."),
-        units: str = typer.Option(",".join(("int4_mul", "fp4_mul", "fp4_mul_twos", "dfq_mul", "quant_e2m1",
-                                            "quant_dfq", "pe_int4", "pe_fp4", "pe_dfq", "fht128")),
-                                  "--units", help="Comma-separated units (the PEs and FHT take ~1 min each)."),
+        units: str = typer.Option(",".join(AREA_UNITS), "--units",
+                                  help="Comma-separated units (the PEs and FHT take ~1 min each)."),
         json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
     ) -> None:
         """Synthesize the multipliers, quantizers, PEs and FHT unit; write the LUT / FF table (JSON + Markdown)."""

@@ -42,6 +42,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from fpqvar.hw.hadamard_int import fht_int, randomized_fht_int
 from fpqvar.hw.quantizer_int import magnitude_grid, quantize_groups, quantize_groups_dfq
 
 __all__ = [
@@ -65,6 +66,11 @@ __all__ = [
     "accumulation_error_bound",
     "linear_through_datapath",
     "linear_dfq_through_datapath",
+    # re-exported sub-models: the FP quantizer and the FHT-128
+    "quantize_groups",
+    "quantize_groups_dfq",
+    "fht_int",
+    "randomized_fht_int",
 ]
 
 GROUP_SIZE = 128

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fpqvar.io_utils import atomic_write_json, atomic_write_text
@@ -104,7 +104,6 @@ class SynthResult:
     flow: str
     seconds: float
     version: int = 1
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

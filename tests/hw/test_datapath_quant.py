@@ -315,3 +315,34 @@ def test_linear_matches_fpqvar_quantized_layer(shape_x, c_out, dfq):
     allowed = accumulation_error_bound(S, n, y) + 2 * U * S + c_in * 2.0**-53 * S
     err = np.abs(y.astype(np.float64) - ref)
     assert np.all(err <= allowed), float((err / allowed).max())
+
+
+def test_linear_equals_the_pe_path_in_the_documented_float32_order():
+    """linear_through_datapath (integer matmul route) == ROM + adder tree group sums, scaled and summed by a
+    scalar loop written here in the documented order: p = fl32(fl32(s_x s_w) * fl32(D / 4)), acc ascending."""
+    from fpqvar.hw import datapath as dp
+
+    rng = np.random.default_rng(21)
+    x = (rng.standard_normal((5, 384)) * 3).astype(np.float32)
+    w = (rng.standard_normal((3, 384)) * 0.1).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    xc, sx = qi.quantize_groups(x)
+    wc, sw = qi.quantize_groups(w)
+    xd, sn, sp = qi.quantize_groups_dfq(np.where(x < 0, 0.1 * x, x).astype(np.float32))
+    f32 = np.float32
+    y_ref = np.zeros((5, 3), np.float32)
+    yd_ref = np.zeros((5, 3), np.float32)
+    for t in range(5):
+        for o in range(3):
+            acc, accd = f32(0), f32(0)
+            for g in range(3):
+                sl = slice(128 * g, 128 * (g + 1))
+                d = dp.group_dot("fp4", xc[t, sl], wc[o, sl])
+                acc = f32(acc + f32(f32(sx[t, g] * sw[o, g]) * f32(d / 4)))
+                dn, dpos = dp.group_dot_dfq(xd[t, sl], wc[o, sl])
+                accd = f32(accd + f32(f32(sn[t, g] * sw[o, g]) * f32(dn / 8)))
+                accd = f32(accd + f32(f32(sp[t, g] * sw[o, g]) * f32(dpos / 8)))
+            y_ref[t, o] = f32(acc + b[o])
+            yd_ref[t, o] = f32(accd + b[o])
+    np.testing.assert_array_equal(dp.linear_through_datapath(x, w, b), y_ref)
+    np.testing.assert_array_equal(dp.linear_dfq_through_datapath(np.where(x < 0, 0.1 * x, x), w, b), yd_ref)

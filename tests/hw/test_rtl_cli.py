@@ -1,0 +1,62 @@
+"""`fpqvar hw rtl` and `fpqvar hw area` (typer CliRunner)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("amaranth")
+
+from fpqvar.cli import app  # noqa: E402
+from fpqvar.hw import synth as sy  # noqa: E402
+
+runner = CliRunner()
+needs_yosys = pytest.mark.skipif(sy.find_yosys() is None, reason=sy.YOSYS_INSTALL_HINT)
+
+
+def test_hw_rtl_writes_deterministic_verilog(tmp_path):
+    r1 = runner.invoke(app, ["hw", "rtl", "--unit", "dfq_mul", "--out", str(tmp_path / "a"), "--json"])
+    r2 = runner.invoke(app, ["hw", "rtl", "--unit", "dfq_mul", "--out", str(tmp_path / "b"), "--json"])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    out = json.loads(r1.stdout)
+    text = (tmp_path / "a" / "dfq_mul.v").read_bytes()
+    assert text == (tmp_path / "b" / "dfq_mul.v").read_bytes()
+    assert out["verilog_sha256"] == hashlib.sha256(text).hexdigest() and b"module dfq_mul(" in text
+
+
+def test_hw_rtl_timing(tmp_path):
+    r = runner.invoke(app, ["hw", "rtl", "--unit", "fht128", "--out", str(tmp_path), "--timing", "--json"])
+    assert r.exit_code == 0, r.output
+    t = json.loads(r.stdout)["timing"]
+    assert (t["latency_cycles"], t["initiation_interval_cycles"]) == (7, 1)
+
+
+def test_hw_rtl_rejects_unknown_unit(tmp_path):
+    r = runner.invoke(app, ["hw", "rtl", "--unit", "fp5_mul", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "unknown unit 'fp5_mul'" in r.output and "fp4_mul" in r.output
+
+
+def test_without_yosys_the_commands_say_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(sy, "find_yosys", lambda: None)
+    r = runner.invoke(app, ["hw", "rtl", "--unit", "fp4_mul", "--out", str(tmp_path), "--synth"])
+    assert r.exit_code == 2 and "apt-get install -y yosys" in r.output
+    r = runner.invoke(app, ["hw", "area", "--out", str(tmp_path), "--units", "fp4_mul"])
+    assert r.exit_code == 2 and "apt-get install -y yosys" in r.output
+
+
+@needs_yosys
+def test_hw_rtl_synth_and_area_table(tmp_path):
+    r = runner.invoke(app, ["hw", "rtl", "--unit", "fp4_mul", "--out", str(tmp_path), "--synth", "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)["synth"]
+    assert s["luts"] > 0 and s["family"] == "xcup" and (tmp_path / "fp4_mul.synth" / "fp4_mul.stat.json").exists()
+    r = runner.invoke(app, ["hw", "area", "--out", str(tmp_path / "area"), "--units", "fp4_mul"])
+    assert r.exit_code == 0, r.output
+    table = json.loads((tmp_path / "area" / "area.json").read_text())
+    assert table["family"] == "xcup" and table["yosys_version"].startswith("Yosys")
+    assert [row["unit"] for row in table["rows"]] == ["fp4_mul"] and table["rows"][0]["luts"] == s["luts"]
+    md = (tmp_path / "area" / "area.md").read_text()
+    assert "| fp4_mul |" in md and table["yosys_version"] in md
