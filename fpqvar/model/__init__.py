@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from fpqvar.model.var import VAR
-from fpqvar.model.vqvae import VQVAE
 from fpqvar.model.zoo import MODELS, ModelSpec, VARConfig, VQVAEConfig, get_model_spec
+
+if TYPE_CHECKING:
+    from fpqvar.model.var import VAR
+    from fpqvar.model.vqvae import VQVAE
+
+
+def __getattr__(name: str):
+    # torch-free import of fpqvar.model (zoo, workload): the modules are loaded on first use
+    if name == "VAR":
+        from fpqvar.model.var import VAR
+
+        return VAR
+    if name == "VQVAE":
+        from fpqvar.model.vqvae import VQVAE
+
+        return VQVAE
+    raise AttributeError(f"module 'fpqvar.model' has no attribute {name!r}")
 
 __all__ = ["VAR", "VQVAE", "VARConfig", "VQVAEConfig", "MODELS", "ModelSpec", "get_model_spec", "build_vqvae",
            "build_var", "load_model"]
 
 
-def build_vqvae(config: VQVAEConfig | None = None, *, device=None, **kwargs) -> VQVAE:
+def build_vqvae(config: VQVAEConfig | None = None, *, device=None, **kwargs) -> "VQVAE":
     """Build a VQVAE from a config or upstream-named keyword arguments (vocab_size, z_channels, ch, ...)."""
+    import torch
+
+    from fpqvar.model.vqvae import VQVAE
+
     cfg = config if config is not None else VQVAEConfig(**kwargs)
     with torch.device(device or "cpu"):
         return VQVAE(cfg)
 
 
-def build_var(vae: VQVAE, config: VARConfig | None = None, *, device=None, **kwargs) -> VAR:
+def build_var(vae: "VQVAE", config: VARConfig | None = None, *, device=None, **kwargs) -> "VAR":
     """Build a VAR on top of ``vae`` from a config or keyword arguments (depth, patch_nums, shared_aln, ...)."""
+    import torch
+
+    from fpqvar.model.var import VAR
+
     if config is None:
         kwargs.setdefault("vocab_size", vae.config.vocab_size)
         kwargs.setdefault("z_channels", vae.config.z_channels)
@@ -30,7 +53,7 @@ def build_var(vae: VQVAE, config: VARConfig | None = None, *, device=None, **kwa
         return VAR(vae, config)
 
 
-def load_model(name: str, *, ckpt=None, vae_ckpt=None, device="cpu") -> VAR:
+def load_model(name: str, *, ckpt=None, vae_ckpt=None, device="cpu") -> "VAR":
     """A ready VAR (eval mode) by name: ``default`` loads the shipped weights; official models load
     ``ckpt`` / ``vae_ckpt`` (or the official files, downloaded if possible)."""
     from fpqvar.model import checkpoints as ck
