@@ -15,7 +15,7 @@ def _loop(steps, batch_size, lr, seed, warmup, ckpt_every):
 
 
 def register(app: typer.Typer, hw_app: typer.Typer) -> None:
-    train_app = typer.Typer(help="Train the embedded default model (resumable; needs pip install 'fpqvar[train]').",
+    train_app = typer.Typer(help="Train the embedded default model (resumable; needs the 'train' extra: mlxtend).",
                             no_args_is_help=True)
 
     @train_app.command("vqvae")
