@@ -10,20 +10,39 @@
 - ``report``: value tables and per-format error on a seeded random tensor (CLI / demo).
 """
 
-from fpqvar.formats.dfq import DFQ_VARIANTS, DFQTensor, dfq_dequantize, dfq_fake_quantize, dfq_quantize
-from fpqvar.formats.grid import ROUNDINGS, decode, encode, grid_step, round_to_grid
-from fpqvar.formats.packing import pack_int4, pack_int6, unpack_int4, unpack_int6
-from fpqvar.formats.quantizer import QuantizedTensor, dequantize, fake_quantize, quantize
-from fpqvar.formats.report import format_error_table, format_summary, value_table
-from fpqvar.formats.scales import (
-    DEFAULT_GROUP_SIZE,
-    GRANULARITIES,
-    Layout,
-    absmax_scale,
-    minmax_scale_zero_point,
-    resolve_layout,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from fpqvar.formats.spec import FORMATS, FloatFormat, Format, IntFormat, format_names, get_format
+
+# Torch-based modules load on first use, so that numpy-only users (fpqvar.hw.datapath) import fast.
+_LAZY = {
+    **dict.fromkeys(["DFQ_VARIANTS", "DFQTensor", "dfq_dequantize", "dfq_fake_quantize", "dfq_quantize"], "dfq"),
+    **dict.fromkeys(["ROUNDINGS", "decode", "encode", "grid_step", "round_to_grid"], "grid"),
+    **dict.fromkeys(["pack_int4", "pack_int6", "unpack_int4", "unpack_int6"], "packing"),
+    **dict.fromkeys(["QuantizedTensor", "dequantize", "fake_quantize", "quantize"], "quantizer"),
+    **dict.fromkeys(["format_error_table", "format_summary", "value_table"], "report"),
+    **dict.fromkeys(["DEFAULT_GROUP_SIZE", "GRANULARITIES", "Layout", "absmax_scale", "minmax_scale_zero_point",
+                     "resolve_layout"], "scales"),
+}
+
+if TYPE_CHECKING:
+    from fpqvar.formats.dfq import DFQ_VARIANTS, DFQTensor, dfq_dequantize, dfq_fake_quantize, dfq_quantize  # noqa
+    from fpqvar.formats.grid import ROUNDINGS, decode, encode, grid_step, round_to_grid  # noqa
+    from fpqvar.formats.packing import pack_int4, pack_int6, unpack_int4, unpack_int6  # noqa
+    from fpqvar.formats.quantizer import QuantizedTensor, dequantize, fake_quantize, quantize  # noqa
+    from fpqvar.formats.report import format_error_table, format_summary, value_table  # noqa
+    from fpqvar.formats.scales import (  # noqa
+        DEFAULT_GROUP_SIZE, GRANULARITIES, Layout, absmax_scale, minmax_scale_zero_point, resolve_layout)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f"fpqvar.formats.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fpqvar.formats' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_GROUP_SIZE",
