@@ -138,3 +138,37 @@ def test_galt_fused_into_adaln(calib):
     w, w0 = var.blocks[0].ada_lin[1].weight, ref.blocks[0].ada_lin[1].weight
     assert torch.equal(w[:2 * C], w0[:2 * C]) and not torch.equal(w[2 * C:3 * C], w0[2 * C:3 * C])
     assert all(r["num_steps"] == 2 for r in rep.galt.values())
+
+
+def test_static_activation_scale_from_calibration(calib, tmp_path):
+    """A static per-tensor INT8 activation: scale = calibration absmax over all tokens / 127 (EXACT)."""
+    r = Recipe("static8", (LayerRule("blocks.*", QuantSpec("int8", "channel", None),
+                                     QuantSpec("int8", "tensor", None, static=True)),))
+    _, var = make_small()
+    with pytest.raises(ValueError, match="needs calibration data \\(static\\)"):
+        quantize_(var, r, progress=False)
+    quantize_(var, r, calib, progress=False)
+    for name in ("blocks.0.attn.proj", "blocks.1.ffn.fc2"):
+        m = var.get_submodule(name)
+        want = calib.stats[name].absmax_SC.amax() / 127
+        assert torch.equal(m.act_scale, want.reshape(1))
+    from fpqvar.quant import load_quantized, save_quantized
+
+    loaded = load_quantized(save_quantized(var, r, tmp_path / "s.safetensors"), vae=var.vae)
+    assert torch.equal(loaded.blocks[1].ffn.fc2.act_scale, var.blocks[1].ffn.fc2.act_scale)
+
+
+def test_format_search_picks_the_lowest_mse():
+    """Uniform data suits E1M2's uniform grid; one outlier channel per group (30x) needs E3M0's range, which
+    keeps the ordinary channels off zero (MoFQ-style choice by MSE, fpqvar-method.md sections 10, 12)."""
+    from fpqvar.quant.format_search import search_act_format, search_weight_format
+
+    g = torch.Generator().manual_seed(0)
+    spec = QuantSpec("e2m1", "group", 128)
+    uni = torch.rand(64, 256, generator=g) * 2 - 1
+    heavy = torch.randn(64, 256, generator=g)
+    heavy[:, ::128] *= 30
+    assert search_weight_format(uni, spec, ("e1m2", "e2m1", "e3m0"))[0].fmt == "e1m2"
+    chosen, errs = search_act_format(heavy, spec, ("e1m2", "e2m1", "e3m0"))
+    assert chosen.fmt == "e3m0" and errs["e3m0"] < errs["e2m1"] < errs["e1m2"]
+    assert search_act_format(heavy, QuantSpec("int4", "token", None), ("e1m2", "e2m1"))[0].fmt == "int4"  # kept
