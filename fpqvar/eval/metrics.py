@@ -12,6 +12,8 @@ Definitions follow the ADM evaluation suite (shared/spec/var-model.md section 5)
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -37,10 +39,12 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
         raise ValueError(f"frechet_distance: shapes mu1 {mu1.shape}, sigma1 {s1.shape}, mu2 {mu2.shape}, sigma2 "
                          f"{s2.shape} do not agree")
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(D) * SQRTM_EPS
-        covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    with warnings.catch_warnings():  # singular products (dead ReLU features) are expected; checked below
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(D) * SQRTM_EPS
+            covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
     if np.iscomplexobj(covmean):
         # tiny imaginary parts are round-off of a real PSD product; a large one means broken inputs
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):

@@ -1,0 +1,149 @@
+"""``fpqvar eval``: sample a class-balanced set per recipe (sharded with torchrun, resumable), measure FID / IS /
+precision / recall, write the table, figures and HTML report. ``fpqvar eval build-reference``: the default
+model's shipped reference statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fpqvar.cli.common import fail, print_json
+
+_EVAL_HELP = """Evaluate a model (float or quantized) on the class-balanced protocol.
+
+Examples: fpqvar eval --model default --recipes fp16,fp4-rtn,fpqvar-w4a4 --per-class 100 --out runs/eval;
+torchrun --nproc_per_node 8 -m fpqvar eval --model var-d30 --recipe fpqvar-w4a4 --per-class 50
+--reference VIRTUAL_imagenet256_labeled.npz --out runs/d30. Rerunning the same command resumes."""
+
+
+def _parse_classes(value: Optional[str]) -> Optional[tuple[int, ...]]:
+    if value is None:
+        return None
+    try:
+        if "," in value or "-" in value:
+            out = []
+            for part in value.split(","):
+                a, _, b = part.partition("-")
+                out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+            return tuple(out)
+        return tuple(range(int(value)))
+    except ValueError:
+        fail(f"--classes: expected N (the first N classes) or a list like 0,3,5-9, got {value!r}")
+
+
+def register(app: typer.Typer, hw_app: typer.Typer) -> None:
+    eval_app = typer.Typer(help=_EVAL_HELP, invoke_without_command=True, no_args_is_help=False)
+
+    @eval_app.callback()
+    def eval_main(
+        ctx: typer.Context,
+        model: str = typer.Option("default", help="model name: default, var-d16 .. var-d30"),
+        ckpt: Optional[Path] = typer.Option(None, help="VAR checkpoint (official models)"),
+        vae: Optional[Path] = typer.Option(None, help="VQVAE checkpoint (official models)"),
+        recipe: Optional[str] = typer.Option(None, help="one recipe name or recipe JSON (default: fp16 = float)"),
+        recipes: Optional[str] = typer.Option(None, help="comma-separated recipes, e.g. fp16,int4-rtn,fpqvar-w4a4"),
+        quantized: Optional[list[Path]] = typer.Option(None, help="packed quantized file(s) to evaluate"),
+        per_class: int = typer.Option(50, help="images per class (ImageNet protocol: 50)"),
+        classes: Optional[str] = typer.Option(None, help="N (first N classes) or a list 0,3,5-9; default all"),
+        batch: int = typer.Option(25, help="images per work unit and batch (fixes the images: keep it on resume)"),
+        cfg: float = typer.Option(1.5, help="classifier-free guidance"),
+        top_k: int = typer.Option(900, help="top-k"),
+        top_p: float = typer.Option(0.96, help="top-p"),
+        seed: int = typer.Option(0, help="base seed of the per-unit seeds"),
+        dtype: str = typer.Option("float32", help="sampling dtype: float32, bfloat16, float16 (autocast)"),
+        device: str = typer.Option("auto", help="auto (cuda:LOCAL_RANK if available), cpu, cuda"),
+        calib_samples: int = typer.Option(100, help="calibration samples (float model, once for all recipes)"),
+        classifier: Optional[Path] = typer.Option(None, help="default model: DigitNet weights (default: shipped)"),
+        reference: Optional[Path] = typer.Option(None, help="reference stats: ADM npz (ImageNet) or domain npz"),
+        inception_weights: Optional[Path] = typer.Option(None, help="ImageNet: Inception-v3 weights file"),
+        out: Path = typer.Option(Path("runs/eval"), help="output folder (resumable)"),
+        figures: bool = typer.Option(True, help="figures + HTML report"),
+        progress: bool = typer.Option(True, help="progress bars"),
+        json_out: bool = typer.Option(False, "--json", help="print the table as JSON"),
+    ) -> None:
+        if ctx.invoked_subcommand is not None:
+            return
+        if recipe is not None and recipes is not None:
+            fail("give --recipe or --recipes, not both")
+        names = tuple(r.strip() for r in (recipes or recipe or "").split(",") if r.strip())
+        if not names and not quantized:
+            names = ("fp16",)
+        from fpqvar.eval.distributed import init_from_env, shutdown
+        from fpqvar.eval.pipeline import EvalPlan, run_plan
+
+        try:
+            plan = EvalPlan(model=model, recipes=names, quantized=tuple(str(q) for q in quantized or ()),
+                            classes=_parse_classes(classes), per_class=per_class, batch=batch, cfg=cfg, top_k=top_k,
+                            top_p=top_p, seed=seed, dtype=dtype, calib_samples=calib_samples,
+                            ckpt=None if ckpt is None else str(ckpt), vae=None if vae is None else str(vae),
+                            classifier=None if classifier is None else str(classifier),
+                            reference=None if reference is None else str(reference),
+                            inception_weights=None if inception_weights is None else str(inception_weights),
+                            figures=figures)
+            _check_metric_inputs(plan)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            fail(str(e))
+        dctx = init_from_env(device)
+        try:
+            table = run_plan(plan, out, dctx, progress=progress and (dctx.is_main or dctx.world > 1))
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            fail(str(e))
+        finally:
+            shutdown(dctx)
+        if table is None:
+            return
+        if json_out:
+            print_json(table)
+        else:
+            typer.echo((out / "table.md").read_text())
+            if plan.figures:
+                typer.echo(f"report: {out / 'report.html'}")
+
+    @eval_app.command("build-reference")
+    def build_reference_cmd(
+        classifier: Optional[Path] = typer.Option(None, help="DigitNet weights (default: the shipped classifier)"),
+        out: Optional[Path] = typer.Option(None, help="output npz (default: fpqvar/assets/default/"
+                                                      "reference_stats.npz)"),
+        json_out: bool = typer.Option(False, "--json", help="print the stored metadata as JSON"),
+    ) -> None:
+        """Compute the default model's domain reference: held-out features, mu / sigma, real-vs-real floor."""
+        from fpqvar.eval.build_reference import build_reference
+        from fpqvar.eval.reference import load_domain_reference
+
+        try:
+            path = build_reference(classifier, out)
+        except (ValueError, FileNotFoundError, ImportError) as e:
+            fail(str(e))
+        meta = load_domain_reference(path).meta
+        if json_out:
+            print_json({"path": str(path), **meta})
+        else:
+            fl = meta["floor"]
+            typer.echo(f"wrote {path}\nreal-vs-real floor ({fl['description']}): FID {fl['fid']:.3f}, "
+                       f"IS {fl['is']:.3f}, precision {fl['precision']:.3f}, recall {fl['recall']:.3f}, class "
+                       f"accuracy {fl['class_accuracy']:.3f}; held-out IS {meta['heldout_is']:.3f}, accuracy "
+                       f"{meta['heldout_class_accuracy']:.3f}")
+
+    app.add_typer(eval_app, name="eval")
+
+
+def _check_metric_inputs(plan) -> None:
+    """Fail before hours of sampling when the metrics could not be computed at the end."""
+    from fpqvar.eval import reference as R
+
+    if plan.model == "default":
+        R.load_digit_net(plan.classifier)
+        R.load_domain_reference(plan.reference)
+        return
+    from fpqvar.eval.inception import InceptionUnavailable, check_available
+
+    if plan.reference is None:
+        raise ValueError(f"model {plan.model!r}: ImageNet metrics need the ADM reference batch: pass --reference "
+                         f"VIRTUAL_imagenet256_labeled.npz")
+    try:
+        check_available(plan.inception_weights)
+    except InceptionUnavailable as e:
+        raise RuntimeError(str(e)) from None
+    R.load_adm_reference(plan.reference)

@@ -1,0 +1,139 @@
+"""Result tables in the layout of the paper's table (method, bits W/A, IS, FID, precision, recall, weight bytes),
+as Markdown and JSON; the paper's VAR-d30 numbers sit alongside when the evaluated model is var-d30.
+
+Weight bytes: the four quantizable linears of every block (qkv, proj, fc1, fc2: fpqvar-method.md section 3) as
+stored in the packed quantized file (``fpqvar.quant.export``): packed codes + float32 scales (+ zero points);
+a layer left in float counts 2 bytes per weight (FP16, the paper's baseline). Biases and every other tensor are
+excluded (the same in all recipes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fpqvar.eval.paper import PAPER_MODEL, SOURCE, paper_row
+from fpqvar.io_utils import atomic_write_json, atomic_write_text
+
+TABLE_VERSION = 1
+SITES = ("attn.mat_qkv", "attn.proj", "ffn.fc1", "ffn.fc2")
+_WEIGHT_SUFFIXES = (".weight_codes", ".weight_scale", ".weight_zero_point")
+
+
+def recipe_bits(recipe) -> dict:
+    """{'w': '4', 'a': '4', 'note': 'fc2 float'}: bits of the block linears (mixed -> '4-16')."""
+    w_bits, a_bits, float_sites = set(), set(), []
+    for site in SITES:
+        ws, as_ = recipe.specs_for(f"blocks.0.{site}")
+        w_bits.add(16 if ws is None else ws.bits)
+        a_bits.add(16 if as_ is None else as_.bits)
+        if ws is None and as_ is None and recipe.quantizes_anything:
+            float_sites.append(site.split(".")[-1])
+
+    def label(bits: set[int]) -> str:
+        return str(min(bits)) if len(bits) == 1 else f"{min(bits)}-{max(bits)}"
+
+    notes = [f"{', '.join(float_sites)} float"] if float_sites else []
+    if recipe.kv is not None:
+        notes.append(f"KV {recipe.kv.bits}-bit")
+    return {"w": label(w_bits), "a": label(a_bits), "note": "; ".join(notes)}
+
+
+def _is_site_key(key: str) -> bool:
+    return key.startswith("blocks.") and any(f".{s}." in key for s in SITES)
+
+
+def weight_bytes_from_file(path: str | os.PathLike, model) -> int:
+    """Bytes of the block linears' weights in a packed quantized file (see module docstring)."""
+    from safetensors import safe_open
+
+    total, quantized = 0, set()
+    with safe_open(str(path), framework="pt") as f:
+        for k in f.keys():
+            if _is_site_key(k) and k.endswith(_WEIGHT_SUFFIXES):
+                t = f.get_tensor(k)
+                total += t.numel() * t.element_size()
+                quantized.add(k.rsplit(".", 1)[0])
+    for i, blk in enumerate(model.blocks):
+        for site in SITES:
+            name = f"blocks.{i}.{site}"
+            if name not in quantized:
+                total += blk.get_submodule(site).weight.numel() * 2
+    return total
+
+
+def float_weight_bytes(model) -> int:
+    """FP16 bytes of the block linears' weights of a float model."""
+    return sum(blk.get_submodule(s).weight.numel() * 2 for blk in model.blocks for s in SITES)
+
+
+def make_row(method: str, recipe, metrics: dict, weight_bytes: int | None, extra: dict | None = None) -> dict:
+    bits = recipe_bits(recipe)
+    row = {"method": method, "bits_w": bits["w"], "bits_a": bits["a"], "note": bits["note"],
+           "is": metrics.get("is"), "fid": metrics.get("fid"), "precision": metrics.get("precision"),
+           "recall": metrics.get("recall"), "class_accuracy": metrics.get("class_accuracy"),
+           "sfid": metrics.get("sfid"), "weight_bytes": weight_bytes, "num_samples": metrics.get("num_samples")}
+    row.update(extra or {})
+    return row
+
+
+def _f(v, nd: int) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _bytes(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 2**20:.2f} MiB" if v >= 2**20 else f"{v / 2**10:.1f} KiB"
+
+
+def table_markdown(rows: list[dict], *, model: str, reference_label: str, settings: dict) -> str:
+    with_paper = model == PAPER_MODEL
+    has_acc = any(r.get("class_accuracy") is not None for r in rows)
+    head = ["method", "bits W/A", "IS", "FID", "precision", "recall"] + (["class acc."] if has_acc else []) + [
+        "weight bytes", "note"]
+    if with_paper:
+        head += ["paper IS", "paper FID", "paper P", "paper R"]
+    lines = [f"# Quantization results: {model}", "",
+             f"Metrics: {reference_label}.", "",
+             "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), "",
+             "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for r in rows:
+        cells = [r["method"], f"{r['bits_w']}/{r['bits_a']}", _f(r.get("is"), 2), _f(r.get("fid"), 2),
+                 _f(r.get("precision"), 3), _f(r.get("recall"), 3)]
+        if has_acc:
+            cells.append(_f(None if r.get("class_accuracy") is None else 100 * r["class_accuracy"], 1))
+        cells += [_bytes(r.get("weight_bytes")), r.get("note") or ""]
+        if with_paper:
+            p = paper_row(r["method"])
+            cells += ["-"] * 4 if p is None else [_f(p.IS, 1), _f(p.FID, 2), _f(p.precision, 2),
+                                                  _f(p.recall, 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if with_paper:
+        lines += ["", f"Paper columns: {SOURCE}."]
+    floor = next((r.get("floor_fid") for r in rows if r.get("floor_fid") is not None), None)
+    if floor is not None:
+        lines += ["", f"Real-vs-real FID floor (two disjoint real sets, same feature network): {floor:.2f}."]
+    lines += ["", "Weight bytes: the block linears (qkv, proj, fc1, fc2) as packed in the quantized file "
+                  "(codes + float32 scales); float layers at 2 bytes/weight."]
+    return "\n".join(lines) + "\n"
+
+
+def table_json(rows: list[dict], *, model: str, reference_label: str, settings: dict) -> dict:
+    out = {"version": TABLE_VERSION, "model": model, "reference": reference_label, "settings": settings,
+           "rows": rows}
+    if model == PAPER_MODEL:
+        out["paper"] = {"source": SOURCE, "rows": {r["method"]: (None if paper_row(r["method"]) is None
+                                                                  else paper_row(r["method"]).to_dict())
+                                                   for r in rows}}
+    return out
+
+
+def write_tables(out_dir: str | os.PathLike, rows: list[dict], *, model: str, reference_label: str,
+                 settings: dict) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    md = atomic_write_text(out / "table.md", table_markdown(rows, model=model, reference_label=reference_label,
+                                                           settings=settings))
+    js = atomic_write_json(out / "table.json", table_json(rows, model=model, reference_label=reference_label,
+                                                          settings=settings))
+    return md, js

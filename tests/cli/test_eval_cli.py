@@ -1,0 +1,75 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fpqvar.cli import app
+
+runner = CliRunner()
+
+
+def test_eval_help_lists_options():
+    r = runner.invoke(app, ["eval", "--help"])
+    assert r.exit_code == 0
+    for opt in ("--recipes", "--per-class", "--quantized", "--batch", "--top-k", "build-reference"):
+        assert opt in r.output
+
+
+def test_imagenet_eval_fails_up_front_with_instructions(tmp_path):
+    r = runner.invoke(app, ["eval", "--model", "var-d30", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert "--reference" in r.output
+    r = runner.invoke(app, ["eval", "--model", "var-d30", "--reference", str(tmp_path / "ref.npz"),
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    # without torch-fidelity: what to install; with it: where to put the weights
+    assert "torch-fidelity" in r.output or "weights-inception" in r.output
+    assert not (tmp_path / "o").exists()  # nothing sampled
+
+
+def test_default_eval_with_missing_reference_names_the_file(tmp_path):
+    from tests.eval.conftest import write_domain_assets
+
+    cls_path, _ = write_domain_assets(tmp_path)
+    r = runner.invoke(app, ["eval", "--classifier", str(cls_path), "--reference", str(tmp_path / "none.npz"),
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "none.npz" in r.output
+
+
+def test_build_reference_missing_classifier(tmp_path):
+    r = runner.invoke(app, ["eval", "build-reference", "--classifier", str(tmp_path / "c.safetensors"),
+                            "--out", str(tmp_path / "r.npz")])
+    assert r.exit_code == 2 and "c.safetensors" in r.output
+
+
+def test_eval_cli_runs_recipes_json(tmp_path, monkeypatch):
+    from fpqvar.eval import pipeline as P
+    from tests.eval.conftest import make_tiny32, write_domain_assets
+
+    monkeypatch.setattr(P._Runner, "load_float", lambda self: make_tiny32(0))
+    cls_path, ref_path = write_domain_assets(tmp_path)
+    r = runner.invoke(app, ["eval", "--recipes", "fp16,int4-rtn", "--classes", "0-1", "--per-class", "2",
+                            "--batch", "2", "--top-k", "20", "--classifier", str(cls_path), "--reference",
+                            str(ref_path), "--no-figures", "--no-progress", "--out", str(tmp_path / "o"), "--json"])
+    assert r.exit_code == 0, r.output
+    table = json.loads(r.output)
+    assert [row["method"] for row in table["rows"]] == ["fp16", "int4-rtn"]
+    assert table["settings"]["num_samples"] == 4
+    assert (tmp_path / "o" / "table.md").is_file()
+
+
+@pytest.mark.parametrize("bad", ["x", "3-a"])
+def test_bad_classes_value(bad, tmp_path):
+    r = runner.invoke(app, ["eval", "--classes", bad, "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--classes" in r.output
+
+
+def test_demo_fails_clearly_without_assets(monkeypatch, tmp_path):
+    import fpqvar.model.default as d
+
+    def missing(check=True):
+        raise FileNotFoundError("the embedded default model is missing from this installation: [...]")
+
+    monkeypatch.setattr(d, "default_paths", missing)
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    assert r.exit_code == 2 and "embedded default model is missing" in r.output

@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+
+from fpqvar.eval import pipeline as P
+from fpqvar.eval.sample_set import PACKED, load_packed
+from fpqvar.quant.recipes import get_recipe
+from tests.eval.conftest import make_tiny32, write_domain_assets
+
+
+@pytest.fixture
+def tiny_runner(monkeypatch):
+    # every load gives the same random tiny model with 32x32 images (the default model's domain)
+    monkeypatch.setattr(P._Runner, "load_float", lambda self: make_tiny32(0))
+
+
+def _plan(tmp_path, recipes, **kw):
+    cls_path, ref_path = write_domain_assets(tmp_path)
+    return P.EvalPlan(model="default", recipes=recipes, classes=(0, 1, 2), per_class=2, batch=2, top_k=20,
+                      top_p=0.9, calib_samples=4, classifier=str(cls_path), reference=str(ref_path), **kw)
+
+
+def test_plan_validation_and_roundtrip():
+    with pytest.raises(ValueError, match="per_class"):
+        P.EvalPlan(per_class=0)
+    with pytest.raises(ValueError, match="backend"):
+        P.EvalPlan(backend="gpu")
+    p = P.EvalPlan(recipes=("fp16", "int4-rtn"), classes=(0, 1))
+    assert P.EvalPlan.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+def test_recipes_end_to_end_table_figures_resume(tmp_path, tiny_runner):
+    plan = _plan(tmp_path, ("fp16", "int4-rtn", "fpqvar-w6a6"))
+    out = tmp_path / "out"
+    table = P.run_plan(plan, out, progress=False)
+    rows = {r["method"]: r for r in table["rows"]}
+    assert list(rows) == ["fp16", "int4-rtn", "fpqvar-w6a6"]
+    for r in rows.values():
+        assert r["num_samples"] == 6 and r["fid"] is not None and 0 <= r["precision"] <= 1
+        assert 1.0 <= r["is"] <= 10.0 + 1e-9  # IS is bounded by the number of classes
+    assert (rows["fp16"]["bits_w"], rows["int4-rtn"]["bits_w"], rows["fpqvar-w6a6"]["bits_a"]) == ("16", "4", "6")
+    # weight bytes from the definition: tiny C=128, hidden 512, depth 2; int4 per-channel = packed nibbles +
+    # one float32 scale per output row; float = 2 bytes / weight
+    shapes = [(384, 128), (128, 128), (512, 128), (128, 512)]
+    assert rows["fp16"]["weight_bytes"] == 2 * sum(o * i * 2 for o, i in shapes)
+    assert rows["int4-rtn"]["weight_bytes"] == 2 * sum(o * i // 2 + 4 * o for o, i in shapes)
+    # same seeds in every method: the float and quantized sets differ, labels agree
+    a0, l0 = load_packed(out / "fp16" / PACKED)
+    a1, l1 = load_packed(out / "int4-rtn" / PACKED)
+    np.testing.assert_array_equal(l0, np.repeat([0, 1, 2], 2))
+    np.testing.assert_array_equal(l0, l1)
+    md = (out / "table.md").read_text()
+    assert "| int4-rtn | 4/4 |" in md and "not comparable to ImageNet" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(table["figures"]) - 1
+    assert "src=\"http" not in html
+    acts = json.loads((out / "figures" / "activations.json").read_text())
+    assert acts["after_method"] == "fpqvar-w6a6" and 0 <= acts["before"]["fc2_input_share_in_band"] <= 1
+    # rerun: nothing to do, same rows
+    mtime = (out / "int4-rtn" / "quantized.safetensors").stat().st_mtime_ns
+    again = P.run_plan(P.EvalPlan.from_dict({**plan.to_dict(), "figures": False}), out, progress=False)
+    assert [r["fid"] for r in again["rows"]] != []
+    assert (out / "int4-rtn" / "quantized.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_quantized_file_is_evaluated_as_is(tmp_path, tiny_runner):
+    from fpqvar.quant.export import save_quantized
+    from fpqvar.quant.quantize import quantize_
+
+    var = make_tiny32(0)
+    quantize_(var, get_recipe("fp4-rtn"), None, progress=False)
+    q = save_quantized(var, "fp4-rtn", tmp_path / "my-fp4.safetensors")
+    plan = _plan(tmp_path, (), quantized=(str(q),), figures=False)
+    table = P.run_plan(plan, tmp_path / "out", progress=False)
+    (row,) = table["rows"]
+    assert row["method"] == "my-fp4" and row["recipe"] == "fp4-rtn" and row["bits_w"] == "4"
