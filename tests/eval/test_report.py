@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+
+from fpqvar.eval import html, plots, report
+from fpqvar.eval.activations import HIST_EDGES, ActivationStats
+from fpqvar.eval.paper import PAPER_TABLE, paper_row
+from fpqvar.quant.recipes import get_recipe, recipe_names
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_recipe_bits_labels():
+    assert report.recipe_bits(get_recipe("fp16")) == {"w": "16", "a": "16", "note": ""}
+    assert report.recipe_bits(get_recipe("fpqvar-w4a4"))["w"] == "4"
+    lite = report.recipe_bits(get_recipe("litevar-int4"))
+    assert lite["w"] == "4-16" and "fc2 float" in lite["note"]
+    assert "KV 6-bit" in report.recipe_bits(get_recipe("fpqvar-w4a4-kv6"))["note"]
+
+
+def test_paper_rows_map_to_existing_recipes():
+    known = set(recipe_names())
+    assert len(PAPER_TABLE) == 13
+    for r in PAPER_TABLE:
+        assert r.recipe is None or r.recipe in known, r
+    assert paper_row("fpqvar-w4a4").method == "FP4 FPQVAR"
+
+
+def _rows():
+    m = {"is": 9.1, "fid": 12.5, "precision": 0.8, "recall": 0.7, "class_accuracy": 0.95, "num_samples": 100}
+    return [report.make_row("fp16", get_recipe("fp16"), m, 2048), report.make_row(
+        "fpqvar-w4a4", get_recipe("fpqvar-w4a4"), {**m, "fid": 20.0}, 600, {"floor_fid": 3.0})]
+
+
+def test_tables_markdown_json_and_paper_columns(tmp_path):
+    md, js = report.write_tables(tmp_path, _rows(), model="default", reference_label="domain", settings={"a": 1})
+    text = md.read_text()
+    assert "| fpqvar-w4a4 | 4/4 | 9.10 | 20.00 | 0.800 | 0.700 | 95.0 |" in text and "paper" not in text
+    assert "floor" in text
+    d30 = report.table_markdown(_rows(), model="var-d30", reference_label="x", settings={})
+    assert "| 241.5 | 3.58 | 0.77 | 0.60 |" in d30  # the paper's FP4 FPQVAR row next to ours
+    tj = report.table_json(_rows(), model="var-d30", reference_label="x", settings={})
+    assert tj["paper"]["rows"]["fp16"]["FID"] == 1.98
+    assert json.loads(js.read_text())["rows"][1]["weight_bytes"] == 600
+
+
+def test_plots_and_self_contained_html(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    st = ActivationStats((1, 2, 4), HIST_EDGES)
+    st.fc2_hist[0] = rng.integers(0, 100, HIST_EDGES.size - 1)
+    st.fc2_counts[0] = {"total": 1000, "in_band": 900, "positive": 90, "below": 0, "above": 0}
+    paths = [plots.sample_grid([("a", imgs), ("b", imgs[::-1])], tmp_path / "grid.png"),
+             plots.fc2_histogram(st, tmp_path / "hist.png"),
+             plots.absmax_heatmaps(rng.random((3, 16)) + 0.1, rng.random((3, 16)) + 0.1, (1, 2, 4),
+                                   tmp_path / "heat.png")]
+    for p in paths:
+        assert p.read_bytes()[:8] == PNG_MAGIC
+    assert not list(tmp_path.glob(".*.tmp"))
+    table = report.table_json(_rows(), model="default", reference_label="domain <metrics>", settings={"k": 3})
+    out = html.write_report(tmp_path / "r.html", title="t", table=table,
+                            figures=[(f"fig {i}", p) for i, p in enumerate(paths)], notes=["n"])
+    text = out.read_text()
+    assert text.count("data:image/png;base64,") == 3 and "http" not in text
+    assert "domain &lt;metrics&gt;" in text and "fpqvar-w4a4" in text
