@@ -129,3 +129,22 @@ def test_kv_and_rotation_survive(tmp_path):
     assert loaded.blocks[0].attn.kv_quantizer.spec == QuantSpec("e2m3", "token", None)
     torch.testing.assert_close(loaded.blocks[1].ffn.fc1.rotation.Q_bb, var.blocks[1].ffn.fc1.rotation.Q_bb,
                                rtol=0, atol=0)
+
+
+def test_shared_adaln_uses_online_lambda_and_round_trips(tmp_path):
+    """Shared AdaLN (var-d36 style) cannot absorb a per-block lambda: it is multiplied online inside the
+    QuantLinear, and the file carries it."""
+    import dataclasses
+
+    from fpqvar.quant import CalibConfig, calibrate
+
+    vae, var = make_small(shared_aln=True)
+    cal = calibrate(var, CalibConfig(num_samples=2, batch_size=2, max_tokens_per_scale=32), progress=False)
+    r = get_recipe("fpqvar-w4a4")
+    r = dataclasses.replace(r, galt=dataclasses.replace(r.galt, epochs=2))
+    rep = quantize_(var, r, cal, progress=False)
+    assert rep.layers["blocks.0.ffn.fc1"].get("online_scale") is True
+    assert var.blocks[0].ffn.fc1.input_scale is not None and var.blocks[0].attn.proj.input_scale is None
+    _, _, log_a = _outputs(var, vae)
+    loaded = load_quantized(save_quantized(var, r, tmp_path / "q.safetensors"), vae=vae)
+    torch.testing.assert_close(_outputs(loaded, vae)[2], log_a, rtol=0, atol=0)
