@@ -87,7 +87,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             fail(str(e))
         dctx = init_from_env(device)
         try:
-            table = run_plan(plan, out, dctx, progress=progress and (dctx.is_main or dctx.world > 1))
+            table = run_plan(plan, out, dctx, progress=progress)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             fail(str(e))
         finally:

@@ -102,6 +102,12 @@ class _Runner:
 
         return load_model(self.plan.model, ckpt=self.plan.ckpt, vae_ckpt=self.plan.vae, device=self.ctx.device)
 
+    def var_config(self):
+        """The VAR config without loading weights (a checkpoint may change attn_l2_norm, not the shapes)."""
+        from fpqvar.model.zoo import get_model_spec
+
+        return get_model_spec(self.plan.model).var
+
     def load_quantized(self, qpath: Path, float_var=None):
         from fpqvar.quant.export import load_quantized
         from fpqvar.quant.quantize import set_backend
@@ -190,8 +196,8 @@ class _Runner:
             recipe = load_recipe(read_header(qpath)["recipe"])
         else:
             recipe = load_recipe(recipe_or_file)
-        var = self.load_float()
-        wbytes = float_weight_bytes(var) if float_model else weight_bytes_from_file(qpath, var)
+        cfg = self.var_config()
+        wbytes = float_weight_bytes(cfg) if float_model else weight_bytes_from_file(qpath, cfg)
         qrep = Path(qpath).parent / "quant_report.json"
         quant_s = json.loads(qrep.read_text()).get("wall_s") if qrep.is_file() and not float_model else None
         extra = {"recipe": recipe.name, "floor_fid": m.get("floor_fid"), "reference": m["reference"],
@@ -217,7 +223,7 @@ def run_plan(plan: EvalPlan, out_dir: str | os.PathLike, ctx=None, *, progress: 
     ctx = ctx or DistContext()
     out = Path(out_dir)
     runner = _Runner(plan, out, ctx, progress)
-    num_classes = runner.load_float().num_classes
+    num_classes = runner.var_config().num_classes
     classes = plan.classes if plan.classes is not None else tuple(range(num_classes))
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:

@@ -43,7 +43,13 @@ def _is_site_key(key: str) -> bool:
     return key.startswith("blocks.") and any(f".{s}." in key for s in SITES)
 
 
-def weight_bytes_from_file(path: str | os.PathLike, model) -> int:
+def site_shapes(var_config) -> dict[str, tuple[int, int]]:
+    """(out, in) of each quantizable linear of a block (var-model.md 4.1)."""
+    C, H = var_config.C, var_config.mlp_hidden
+    return {"attn.mat_qkv": (3 * C, C), "attn.proj": (C, C), "ffn.fc1": (H, C), "ffn.fc2": (C, H)}
+
+
+def weight_bytes_from_file(path: str | os.PathLike, var_config) -> int:
     """Bytes of the block linears' weights in a packed quantized file (see module docstring)."""
     from safetensors import safe_open
 
@@ -54,17 +60,17 @@ def weight_bytes_from_file(path: str | os.PathLike, model) -> int:
                 t = f.get_tensor(k)
                 total += t.numel() * t.element_size()
                 quantized.add(k.rsplit(".", 1)[0])
-    for i, blk in enumerate(model.blocks):
+    shapes = site_shapes(var_config)
+    for i in range(var_config.depth):
         for site in SITES:
-            name = f"blocks.{i}.{site}"
-            if name not in quantized:
-                total += blk.get_submodule(site).weight.numel() * 2
+            if f"blocks.{i}.{site}" not in quantized:
+                total += shapes[site][0] * shapes[site][1] * 2
     return total
 
 
-def float_weight_bytes(model) -> int:
+def float_weight_bytes(var_config) -> int:
     """FP16 bytes of the block linears' weights of a float model."""
-    return sum(blk.get_submodule(s).weight.numel() * 2 for blk in model.blocks for s in SITES)
+    return var_config.depth * sum(o * i * 2 for o, i in site_shapes(var_config).values())
 
 
 def make_row(method: str, recipe, metrics: dict, weight_bytes: int | None, extra: dict | None = None) -> dict:

@@ -13,6 +13,7 @@ from tests.eval.conftest import make_tiny32, write_domain_assets
 def tiny_runner(monkeypatch):
     # every load gives the same random tiny model with 32x32 images (the default model's domain)
     monkeypatch.setattr(P._Runner, "load_float", lambda self: make_tiny32(0))
+    monkeypatch.setattr(P._Runner, "var_config", lambda self: make_tiny32(0).config)
 
 
 def _plan(tmp_path, recipes, **kw):
