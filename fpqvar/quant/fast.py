@@ -47,8 +47,7 @@ class _Plan:
 
     key: tuple
     reason: str | None  # why the fast path does not apply (then the reference path runs)
-    w_IO: torch.Tensor | None = None  # int8 (I, O)
-    sw_OG: torch.Tensor | None = None  # float32 per segment
+    weight: K.PreparedWeight | None = None  # int8 (I, O) operand, per-segment scales
     seg: int = 0
     kw: int = 0  # weight grid exponent: values * 2**kw are integers
     act: K.IntGrid | None = None  # activation grid (DFQ: the positive side)
@@ -99,8 +98,8 @@ def _build_plan(q, key: tuple) -> _Plan:
     seg = math.gcd(ga, gw)
     w_IO = K.weight_operand(q.weight_codes, ws.fmt)
     sw = q.weight_scale.to(torch.float32).expand(O, I // gw) if ws.granularity != "group" else q.weight_scale
-    sw_OG = K.expand_scales(sw.to(torch.float32), I, seg).contiguous()
-    p = _Plan(key, None, w_IO=w_IO, sw_OG=sw_OG, seg=seg, kw=K.int_grid(ws.fmt).k,
+    weight = K.PreparedWeight(w_IO, K.expand_scales(sw.to(torch.float32), I, seg), seg)
+    p = _Plan(key, None, weight=weight, seg=seg, kw=K.int_grid(ws.fmt).k,
               act_group=ga if as_.granularity in ("group", "token") else None,
               per_tensor=as_.granularity == "tensor",
               bias=None if q.bias is None else q.bias.detach().to(torch.float32))
@@ -145,7 +144,7 @@ def _reference(q, x: torch.Tensor) -> torch.Tensor:
 
 def _quantizers(backend: str):
     if backend == "exact":
-        return K.quantize_act, K.quantize_act_dfq, K.linear_int
+        return K.quantize_act_ranged, K.quantize_act_dfq_ranged, K.linear_int
     if backend == "compile":
         from fpqvar.quant import kernels_compile as C
 
@@ -168,25 +167,25 @@ def forward(q, x: torch.Tensor) -> torch.Tensor:
         return _reference(q, x)
     try:
         return _forward(q, p, x, *_quantizers(backend))
-    except K.OutOfExactRange:
+    except K.OutOfExactRange:  # Inf / NaN input (the reference scale rule skips them), or a tiny absmax
         return _reference(q, x)
 
 
 def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear) -> torch.Tensor:
     xr = q.rotation(x) if q.rotation is not None else x
     x_TI = xr.reshape(-1, q.in_features).to(torch.float32).contiguous()
-    if not bool(torch.isfinite(x_TI).all()):
-        return _reference(q, x)  # Inf / NaN: the reference scale rule skips them; the datapath has none
+    if p.static_scale is not None and bool(torch.isnan(x_TI).any()):
+        return _reference(q, x)  # (dynamic scales carry Inf / NaN to the quantizer's check: OutOfExactRange)
     I = q.in_features
     unit_w = 2.0**-p.kw
     if p.neg is not None:
-        n_neg, n_pos, s_neg, s_pos = quant_dfq(x_TI, p.neg, p.act, group_size=p.act_group,
-                                               rounding=q.act_spec.rounding)
-        parts = [(n_neg, K.expand_scales(s_neg, I, p.seg), unit_w * 2.0**-p.neg.k),
-                 (n_pos, K.expand_scales(s_pos, I, p.seg), unit_w * 2.0**-p.act.k)]
+        n_neg, n_pos, s_neg, s_pos, *rng = quant_dfq(x_TI, p.neg, p.act, group_size=p.act_group,
+                                                     rounding=q.act_spec.rounding)
+        parts = [(n_neg, K.expand_scales(s_neg, I, p.seg), unit_w * 2.0**-p.neg.k, *rng),
+                 (n_pos, K.expand_scales(s_pos, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
     else:
-        n, s = quant(x_TI, p.act, group_size=p.act_group, rounding=q.act_spec.rounding,
-                     scale=p.static_scale, per_tensor=p.per_tensor)
-        parts = [(n, K.expand_scales(s, I, p.seg), unit_w * 2.0**-p.act.k)]
-    y = linear(parts, p.w_IO, p.sw_OG, p.bias, p.seg)
+        n, s, *rng = quant(x_TI, p.act, group_size=p.act_group, rounding=q.act_spec.rounding,
+                           scale=p.static_scale, per_tensor=p.per_tensor)
+        parts = [(n, K.expand_scales(s, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
+    y = linear(parts, p.weight, p.bias)
     return y.reshape(*x.shape[:-1], q.out_features).to(x.dtype)

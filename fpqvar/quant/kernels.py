@@ -57,9 +57,12 @@ __all__ = [
     "dynamic_scales",
     "quantize_act",
     "quantize_act_dfq",
+    "quantize_act_ranged",
+    "quantize_act_dfq_ranged",
     "dfq_scales",
     "expand_scales",
     "linear_int",
+    "PreparedWeight",
     "ROW_CHUNK_ELEMS",
     "EXPAND_MAX_ROWS",
     "QUANT_BLOCK_ELEMS",
@@ -76,6 +79,8 @@ ROW_CHUNK_ELEMS = 1 << 20
 EXPAND_MAX_ROWS = 64
 # Row blocks of the activation quantizer (about 2**17 elements: its ~10 temporaries stay in L2 / L3).
 QUANT_BLOCK_ELEMS = 1 << 17
+# Below this many elements the quantizer takes its fewest-ops variants (per-op overhead dominates).
+SMALL_ELEMS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -148,11 +153,40 @@ def weight_operand(codes_OI: torch.Tensor, fmt: str | Format) -> torch.Tensor:
 # --- activation quantization -----------------------------------------------------------------------------
 
 
+def _absmax(xg: torch.Tensor) -> torch.Tensor:
+    """max |x| over the last dim (keepdim). Large tensors: amin + amax (``torch.aminmax`` over rows of 128 and
+    ``abs().amax()`` measured slower there on the dev CPU); small ones: ``abs().amax()`` (fewer ops)."""
+    if xg.numel() <= SMALL_ELEMS:
+        return xg.abs().amax(dim=-1, keepdim=True)
+    return torch.maximum(xg.amin(dim=-1, keepdim=True).neg_(), xg.amax(dim=-1, keepdim=True))
+
+
 def dynamic_scales(xg: torch.Tensor, max_value: float) -> torch.Tensor:
     """``fl32(absmax / max_value)`` over the last dim (keepdim), 1 where that is 0 (``hw.quantizer_int``)."""
-    mn, mx = torch.aminmax(xg, dim=-1, keepdim=True)
-    s = torch.maximum(mn.neg_(), mx).div_(max_value)
+    s = _absmax(xg).div_(max_value)
     return s.masked_fill_(s == 0, 1.0)
+
+
+def _guard_and_range(*scales: torch.Tensor) -> tuple[float, float]:
+    """Set zero scales to 1 in place (all-zero groups, ``hw.quantizer_int``); return (min, max) over all scales.
+
+    One host sync; Inf / NaN scales (non-finite inputs) show up in the range and are refused by
+    :func:`_check_divisor_range`."""
+    flat = scales[0].reshape(-1) if len(scales) == 1 else torch.cat([s.reshape(-1) for s in scales])
+    if not flat.numel():
+        return 1.0, 1.0
+    lo, hi = torch.stack(torch.aminmax(flat)).tolist()
+    if lo == 0:
+        for s in scales:
+            s.masked_fill_(s == 0, 1.0)
+        lo, hi = torch.stack(torch.aminmax(torch.cat([s.reshape(-1) for s in scales]))).tolist()
+    return lo, hi
+
+
+def _check_divisor_range(lo: float, hi: float, k: int) -> None:
+    if not (lo * 2.0**-k >= _MIN_NORMAL and hi < float("inf")):
+        raise OutOfExactRange(f"activation scales in [{lo!r}, {hi!r}]: non-finite input or absmax below "
+                              f"2**-{126 - k}")
 
 
 def _check_rounding(rounding: str) -> None:
@@ -160,31 +194,24 @@ def _check_rounding(rounding: str) -> None:
         raise ValueError(f"rounding must be 'rne' or 'ties_up', got {rounding!r}")
 
 
-def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, uniform: torch.Tensor | None = None):
+def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, dfq: bool = False):
     """Round float32 ``t`` (clamped, scaled units) onto ``grid``: ``(r, tie, half)``; ``t`` is kept.
 
-    Step of each element: ``2**(max(e, emin) - mbits)`` (``grid``), or 1 where ``uniform`` is set (DFQ's
-    negative half, an integer grid). ``tie``: ``t`` exactly halfway between two grid points; ``half``: half the
-    step (float32, ``t``'s shape), read only at the ties.
+    Step of each element: ``2**(max(e, emin) - mbits)``. ``dfq``: negative ``t`` (DFQ's negative half, an integer
+    grid) get the grid's smallest step, 1, for free: the exponent is read together with the sign bit, so a
+    negative ``t`` reads as a negative int32 and the clamp to ``emin`` takes it (needs ``emin == mbits``, checked
+    in :func:`quantize_act_dfq`). ``tie``: ``t`` exactly halfway between two grid points; ``half``: half the step.
     """
-    eb = torch.bitwise_and(t.view(torch.int32), _EXP).clamp_(min=(grid.emin + 127) << 23)  # 2**max(e, emin)
+    mask = 0xFF800000 - (1 << 32) if dfq else _EXP  # sign + exponent (as a negative int32) / exponent
+    eb = torch.bitwise_and(t.view(torch.int32), mask).clamp_(min=(grid.emin + 127) << 23)  # 2**max(e, emin)
     if rounding == "rne":
         # M = 1.5 * step * 2**23: fl32(t + M) - M rounds t to a multiple of step, ties to even (formats.grid)
-        big = torch.add(eb, (23 - grid.mbits) << 23).bitwise_or_(_HALF)
-        if uniform is not None:
-            big.masked_fill_(uniform, (150 << 23) | _HALF)  # step 1: M = 1.5 * 2**23
-        big = big.view(torch.float32)
+        big = torch.add(eb, ((23 - grid.mbits) << 23) + _HALF).view(torch.float32)  # eb has no mantissa bits
         r = torch.add(t, big).sub_(big)
-        half = eb.sub_((grid.mbits + 1) << 23)
-        if uniform is not None:
-            half.masked_fill_(uniform, 126 << 23)  # 0.5
-        half = half.view(torch.float32)
+        half = eb.sub_((grid.mbits + 1) << 23).view(torch.float32)
         tie = torch.eq(torch.sub(t, r).abs_(), half)
     elif rounding == "ties_up":
-        step = eb.sub_(grid.mbits << 23)
-        if uniform is not None:
-            step.masked_fill_(uniform, 127 << 23)  # 1.0
-        step = step.view(torch.float32)
+        step = eb.sub_(grid.mbits << 23).view(torch.float32)
         u = torch.div(t, step)  # exact (power of two)
         r = torch.floor(u)
         frac = u.sub_(r)
@@ -197,23 +224,22 @@ def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, uniform: torch.
 
 
 def _fix_ties(n: torch.Tensor, tie: torch.Tensor, xg: torch.Tensor, s_el: torch.Tensor, grid: IntGrid,
-              rounding: str, neg: IntGrid | None = None) -> None:
+              rounding: str, dfq: bool = False) -> None:
     """Decide the (rare) tie elements of the codes ``n`` on the exact quotient, in place.
 
     At a tie, ``t = fl32(x / s_el)`` equals a midpoint ``m`` of the scaled grid; the exact quotient lies above,
     below or on ``m`` as ``|x|`` compares with ``|m| * s_el``, computed exactly in float64 (``m`` has at most
     ``mbits + 2`` significant bits, ``s_el`` 24). Above / below: the neighbour ``|m| +- step / 2``; on it: the tie
     rule. ``t`` and the step are recomputed here from ``x`` and ``s_el`` (the same float32 operations), so any
-    kernel that reports ``tie`` can use this. ``neg``: DFQ, the uniform grid of the elements ``x <= 0``.
+    kernel that reports ``tie`` can use this. ``dfq``: as in :func:`_round_scaled`.
     """
-    if not bool(tie.any()):
-        return
     idx = tie.nonzero(as_tuple=True)
+    if not idx[0].numel():
+        return
     x = xg[idx]
     s = s_el.expand_as(xg)[idx]
     t = torch.div(x, s)
-    uniform = None if neg is None else x <= 0
-    r, _, half = _round_scaled(t.clone(), grid, rounding, uniform)
+    r, _, half = _round_scaled(t, grid, rounding, dfq)
     m, x64 = t.abs().to(torch.float64), x.to(torch.float64)
     cmp = torch.sign(x64.abs() - m * s.to(torch.float64))  # exact product; Sterbenz-exact difference
     fixed = torch.where(cmp == 0, r.to(torch.float64), torch.copysign(m + cmp * half.to(torch.float64), x64))
@@ -221,15 +247,17 @@ def _fix_ties(n: torch.Tensor, tie: torch.Tensor, xg: torch.Tensor, s_el: torch.
 
 
 class OutOfExactRange(ValueError):
-    """A scale so small that the fast path's power-of-two folding would not be exact (absmax < ~2**-116)."""
+    """Inputs the fast path does not model: non-finite activations (their absmax scale is Inf / NaN), or a
+    scale so small that the power-of-two folding would not be exact (absmax below about 2**-116)."""
 
 
 def _scaled_divisor(s: torch.Tensor, k: int) -> torch.Tensor:
-    """``s * 2**-k``, so that ``fl32(x / (s 2**-k)) = 2**k fl32(x / s)`` (exact while ``s * 2**-k`` is normal)."""
-    sk = s * 2.0**-k
-    if k and not bool((sk >= _MIN_NORMAL).all()):
-        raise OutOfExactRange(f"activation scale {float(s.min())!r} below 2**-{126 - k}")
-    return sk
+    """``s * 2**-k``, so that ``fl32(x / (s 2**-k)) = 2**k fl32(x / s)`` (exact while ``s * 2**-k`` is normal).
+
+    Raises :class:`OutOfExactRange` unless every ``s * 2**-k`` is normal and finite: dynamic scales carry an Inf
+    or NaN of their group, so this is also the fast path's check for non-finite inputs."""
+    _check_divisor_range(*(torch.stack(torch.aminmax(s)).tolist() if s.numel() else (1.0, 1.0)), k)
+    return s * 2.0**-k
 
 
 def _group_view(x_TI: torch.Tensor, group_size: int | None) -> torch.Tensor:
@@ -253,32 +281,55 @@ def quantize_act(x_TI: torch.Tensor, grid: IntGrid, *, group_size: int | None, r
     Scales: ``scale`` (static, broadcastable to ``(T, G)``), else dynamic absmax per group of ``group_size``
     along the input dim (``None``: per token), or over the whole tensor (``per_tensor``).
     """
+    n, s, _ = quantize_act_ranged(x_TI, grid, group_size=group_size, rounding=rounding, scale=scale,
+                                  per_tensor=per_tensor)
+    return n, s
+
+
+def quantize_act_ranged(x_TI: torch.Tensor, grid: IntGrid, *, group_size: int | None, rounding: str = "rne",
+                        scale: torch.Tensor | None = None, per_tensor: bool = False):
+    """:func:`quantize_act` plus the (min, max) of the scales (for :func:`linear_int`'s unit-folding guard)."""
     xg = _group_view(x_TI, group_size)  # (T, G, g)
     T, G, _ = xg.shape
     if scale is not None:
         s = scale.to(torch.float32).expand(T, G).unsqueeze(-1)
-    elif per_tensor:
-        s = dynamic_scales(x_TI.reshape(1, -1), grid.max_value).expand(T, G).unsqueeze(-1)
+        rng = _guard_and_range(s.clone())
     else:
-        s = dynamic_scales(xg, grid.max_value)  # (T, G, 1)
-    sk = _scaled_divisor(s, grid.k)
-    n = torch.empty(xg.shape, dtype=torch.int8, device=xg.device)
-    for rb in _row_blocks(T, x_TI.shape[1], x_TI.device):
+        s = _absmax(x_TI.reshape(1, -1) if per_tensor else xg).div_(grid.max_value)
+        rng = _guard_and_range(s)
+        if per_tensor:
+            s = s.expand(T, G).unsqueeze(-1)
+    _check_divisor_range(*rng, grid.k)
+    sk = s * 2.0**-grid.k
+    blocks = _row_blocks(T, x_TI.shape[1], x_TI.device)
+    n = None if len(blocks) == 1 else torch.empty(xg.shape, dtype=torch.int8, device=xg.device)
+    for rb in blocks:
         t = torch.div(xg[rb], sk[rb])
         if scale is not None:  # saturate; absmax scales give |t| <= max * (1 + 2**-23), which rounds to max
             t.clamp_(grid.lo, grid.hi)
         r, tie, _ = _round_scaled(t, grid, rounding)
-        n[rb] = r
-        _fix_ties(n[rb], tie, xg[rb], sk[rb], grid, rounding)
-    return n.view(T, x_TI.shape[1]), s.reshape(T, G).contiguous()
+        if n is None:
+            n = r.to(torch.int8)
+            nb = n
+        else:
+            nb = n[rb]
+            nb.copy_(r)
+        if bool(tie.any()):
+            _fix_ties(nb, tie, xg[rb], sk[rb], grid, rounding)
+    return n.view(T, x_TI.shape[1]), s.reshape(T, G).contiguous(), rng
 
 
 def dfq_scales(xg: torch.Tensor, neg: IntGrid, pos: IntGrid) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(s_neg, s_pos)`` over the last dim (keepdim): ``fl32(max|x<=0| / neg_max)``, ``fl32(max x>0 / pos_max)``."""
-    mn, mx = torch.aminmax(xg, dim=-1, keepdim=True)
-    s_neg = mn.neg_().clamp_(min=0.0).div_(neg.max_value)
-    s_pos = mx.clamp_(min=0.0).div_(pos.max_value)
+    """``(s_neg, s_pos)`` over the last dim (keepdim): ``fl32(max|x<=0| / neg_max)``, ``fl32(max x>0 / pos_max)``,
+    1 for an empty half."""
+    s_neg, s_pos = _dfq_scales_raw(xg, neg, pos)
     return s_neg.masked_fill_(s_neg == 0, 1.0), s_pos.masked_fill_(s_pos == 0, 1.0)
+
+
+def _dfq_scales_raw(xg, neg: IntGrid, pos: IntGrid):
+    s_neg = xg.amin(dim=-1, keepdim=True).neg_().clamp_(min=0.0).div_(neg.max_value)
+    s_pos = xg.amax(dim=-1, keepdim=True).clamp_(min=0.0).div_(pos.max_value)
+    return s_neg, s_pos
 
 
 def quantize_act_dfq(x_TI: torch.Tensor, neg: IntGrid, pos: IntGrid, *, group_size: int | None,
@@ -287,23 +338,37 @@ def quantize_act_dfq(x_TI: torch.Tensor, neg: IntGrid, pos: IntGrid, *, group_si
 
     ``x <= 0`` (zero included) goes to the negative grid with ``s_neg = fl32(max|x_neg| / neg_max)``, ``x > 0`` to
     the positive grid with ``s_pos = fl32(max x_pos / pos_max)`` (1 for an empty half). The negative grid must be
-    uniform in its scaled units (e1m2 x 4, neg32): step 1.
+    uniform in its scaled units with the positive grid's smallest step (e1m2 x 4 with e2m1 x 2, neg32 with
+    e2m3 x 8: step 1).
     """
+    return quantize_act_dfq_ranged(x_TI, neg, pos, group_size=group_size, rounding=rounding)[:4]
+
+
+def quantize_act_dfq_ranged(x_TI: torch.Tensor, neg: IntGrid, pos: IntGrid, *, group_size: int | None,
+                            rounding: str = "rne"):
+    """:func:`quantize_act_dfq` plus the (min, max) over both scales."""
+    if not (neg.emin == neg.mbits and pos.emin == pos.mbits):
+        raise ValueError(f"DFQ grids {neg.name} / {pos.name}: the negative grid must have the positive grid's "
+                         "smallest step")
     xg = _group_view(x_TI, group_size)
     T, G, _ = xg.shape
-    s_neg, s_pos = dfq_scales(xg, neg, pos)
-    sk_neg, sk_pos = _scaled_divisor(s_neg, neg.k), _scaled_divisor(s_pos, pos.k)
+    s_neg, s_pos = _dfq_scales_raw(xg, neg, pos)
+    rng = _guard_and_range(s_neg, s_pos)
+    _check_divisor_range(*rng, max(neg.k, pos.k))
+    sk_neg, sk_pos = s_neg * 2.0**-neg.k, s_pos * 2.0**-pos.k
     n = torch.empty(xg.shape, dtype=torch.int8, device=xg.device)
     for rb in _row_blocks(T, x_TI.shape[1], x_TI.device):
         xb = xg[rb]
-        is_neg = xb <= 0
-        s_el = torch.where(is_neg, sk_neg[rb], sk_pos[rb])
-        t = torch.div(xb, s_el)  # within [-neg_max, pos_max] * (1 + 2**-23): rounds inside the grid
-        r, tie, _ = _round_scaled(t, pos, rounding, uniform=is_neg)
+        # t = x / s_neg where x <= 0, else x / s_pos (both quotients carry x's sign; adding the other's 0 is
+        # exact): cheaper than torch.where on this CPU. |t| <= max * (1 + 2**-23): rounds inside the grid.
+        t = torch.div(xb, sk_neg[rb]).clamp_(max=0.0).add_(torch.div(xb, sk_pos[rb]).clamp_(min=0.0))
+        r, tie, _ = _round_scaled(t, pos, rounding, dfq=True)
         n[rb] = r
-        _fix_ties(n[rb], tie, xb, s_el, pos, rounding, neg=neg)
+        if bool(tie.any()):
+            _fix_ties(n[rb], tie, xb, torch.where(xb <= 0, sk_neg[rb], sk_pos[rb]), pos, rounding, dfq=True)
     n = n.view(T, x_TI.shape[1])
-    return n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous()
+    return (n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous(),
+            rng)
 
 
 # --- GEMM and accumulation ---------------------------------------------------------------------------------
@@ -317,53 +382,93 @@ def expand_scales(s_RG: torch.Tensor, width: int, seg: int) -> torch.Tensor:
     return s_RG if per == 1 else s_RG.repeat_interleave(per, dim=1)
 
 
-def _foldable(parts, sw_OG: torch.Tensor) -> bool:
-    """Whether every ``fl32(s_x * s_w * unit)`` stays normal and ``fl32(s_x * s_w)`` finite (see module doc)."""
-    w_lo, w_hi = float(sw_OG.min()), float(sw_OG.max())
-    for _n, s, unit in parts:
-        lo, hi = float(s.min()), float(s.max())
-        if lo * w_lo * unit < 2.0**-125 or hi * w_hi >= 2.0**127:
+@dataclass
+class PreparedWeight:
+    """A weight ready for :func:`linear_int` (built once per layer, at load): the int8 operand, its per-segment
+    scales, their transposed and unit-scaled copies, and their range (for the unit-folding guard)."""
+
+    w_IO: torch.Tensor  # int8 (I, O)
+    sw_OG: torch.Tensor  # float32 (O, G), per segment
+    seg: int
+    swT_GO: torch.Tensor = None
+    lo: float = 0.0
+    hi: float = 0.0
+    _scaled: dict = None
+
+    def __post_init__(self) -> None:
+        I, O = self.w_IO.shape
+        if self.w_IO.dtype != torch.int8 or self.seg < 1 or I % self.seg or self.sw_OG.shape != (O, I // self.seg):
+            raise ValueError(f"PreparedWeight: weights {self.w_IO.dtype} {tuple(self.w_IO.shape)} / scales "
+                             f"{tuple(self.sw_OG.shape)} / segment {self.seg} do not match")
+        self.sw_OG = self.sw_OG.to(torch.float32).contiguous()
+        self.swT_GO = self.sw_OG.t().contiguous()
+        self.lo, self.hi = (float(v) for v in torch.aminmax(self.sw_OG)) if self.sw_OG.numel() else (1.0, 1.0)
+        self._scaled = {}
+
+    @property
+    def G(self) -> int:
+        return self.w_IO.shape[0] // self.seg
+
+    def scaled_stack(self, units: tuple[float, ...]) -> torch.Tensor:
+        """``(G, P, 1, O)``: :meth:`scaled` for each part's unit, stacked (cached)."""
+        if units not in self._scaled:
+            self._scaled[units] = torch.stack([self.scaled(u) for u in units], dim=1).unsqueeze(2)
+        return self._scaled[units]
+
+    def scaled(self, unit: float) -> torch.Tensor:
+        """``(G, O)`` float32 ``s_w * unit`` (exact: a power of two, see :func:`_foldable`), cached per unit."""
+        if unit not in self._scaled:
+            self._scaled[unit] = self.swT_GO * unit
+        return self._scaled[unit]
+
+
+def _foldable(parts, w: PreparedWeight) -> bool:
+    """Whether every ``fl32(s_x * s_w * unit)`` stays normal and ``fl32(s_x * s_w)`` finite (see module doc).
+
+    A part may carry the (min, max) of its scales as a 4th element (from the ``*_ranged`` quantizers)."""
+    for part in parts:
+        s, unit = part[1], part[2]
+        if len(part) > 3:
+            lo, hi = part[3]
+        else:
+            lo, hi = torch.stack(torch.aminmax(s)).tolist() if s.numel() else (1.0, 1.0)
+        if lo * w.lo * unit < 2.0**-125 or hi * w.hi >= 2.0**127:
             return False
     return True
 
 
-def _check_linear(parts, w_IO: torch.Tensor, sw_OG: torch.Tensor, seg: int) -> int:
+def _check_linear(parts, w: PreparedWeight) -> int:
     """Validate the shapes of :func:`linear_int`'s operands; returns the segment count G."""
     T = parts[0][0].shape[0]
-    I, O = w_IO.shape
-    if seg < 1 or I % seg:
-        raise ValueError(f"in_features={I} is not a multiple of the segment {seg}")
-    G = I // seg
-    for n, s, _ in parts:
+    I, G = w.w_IO.shape[0], w.G
+    for n, s, *_ in parts:
         if n.dtype != torch.int8 or n.shape != (T, I) or s.shape != (T, G):
             raise ValueError(f"operand {n.dtype} {tuple(n.shape)} / scales {tuple(s.shape)} do not match int8 "
                              f"({T}, {I}) / ({T}, {G})")
-    if w_IO.dtype != torch.int8 or sw_OG.shape != (O, G):
-        raise ValueError(f"weights {w_IO.dtype} / scales {tuple(sw_OG.shape)} do not match int8 / ({O}, {G})")
     return G
 
 
-def linear_int(parts, w_IO: torch.Tensor, sw_OG: torch.Tensor, bias: torch.Tensor | None, seg: int,
-               fold_unit: bool | None = None) -> torch.Tensor:
+def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: bool | None = None) -> torch.Tensor:
     """``y_TO`` (float32) of the datapath: exact segment dot products, then scales and sums in its order.
 
     ``parts``: ordered partial operands ``(n_TI int8, s_TG float32 per segment, unit)``, one for a plain
-    layer, two for DFQ (negative half first). ``w_IO``: int8 ``(I, O)``; ``sw_OG``: float32 per segment;
-    ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by :func:`_foldable`.
+    layer, two for DFQ (negative half first); ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by
+    :func:`_foldable`.
     """
     T = parts[0][0].shape[0]
-    I, O = w_IO.shape
-    G = _check_linear(parts, w_IO, sw_OG, seg)
-    if fold_unit is None:
-        fold_unit = T == 0 or _foldable(parts, sw_OG)
+    O = w.w_IO.shape[1]
+    G = _check_linear(parts, w)
     if T == 0:
-        y = w_IO.new_zeros((0, O), dtype=torch.float32)
-    elif fold_unit and G * len(parts) * T <= EXPAND_MAX_ROWS and w_IO.device.type == "cpu":
-        y = _linear_expanded(parts, w_IO, sw_OG, seg)
+        return w.w_IO.new_zeros((0, O), dtype=torch.float32)
+    if fold_unit is None:
+        fold_unit = _foldable(parts, w)
+    parts = [tuple(p[:3]) for p in parts]
+    if fold_unit and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
+        y = _linear_expanded(parts, w)
     else:
-        y = _linear_loop(parts, w_IO, sw_OG, seg, fold_unit)
+        y = _linear_loop(parts, w, fold_unit)
     if bias is not None:
-        y.add_(bias.to(torch.float32))  # fl32(acc + b): bias last
+        y.add_(bias)  # fl32(acc + b): bias last
     return y
 
 
@@ -377,49 +482,54 @@ def _int_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -
     return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
 
 
-def _linear_loop(parts, w_IO, sw_OG, seg, fold_unit: bool) -> torch.Tensor:
+def _linear_loop(parts, w: PreparedWeight, fold_unit: bool) -> torch.Tensor:
     """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache."""
     T = parts[0][0].shape[0]
-    I, O = w_IO.shape
-    G = I // seg
-    swT = sw_OG.t().contiguous()  # (G, O)
-    sws = [swT * unit for _, _, unit in parts] if fold_unit else [swT] * len(parts)
-    y = torch.empty((T, O), dtype=torch.float32, device=w_IO.device)
+    O, seg, dev = w.w_IO.shape[1], w.seg, w.w_IO.device
+    sws = [w.scaled(unit) if fold_unit else w.swT_GO for _, _, unit in parts]
+    y = torch.empty((T, O), dtype=torch.float32, device=dev)
     tc = max(1, min(T, ROW_CHUNK_ELEMS // max(O, 1)))
-    buf = torch.empty((tc, O), dtype=torch.float32, device=w_IO.device)
-    d = torch.empty((tc, O), dtype=torch.int32, device=w_IO.device)
+    buf = torch.empty((tc, O), dtype=torch.float32, device=dev)
+    dfl = torch.empty((tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by an
+    d = torch.empty((tc, O), dtype=torch.int32, device=dev)  # int32 tensor would allocate the cast every time)
     for t0 in range(0, T, tc):
         t1 = min(T, t0 + tc)
-        acc, b, dd = y[t0:t1], buf[: t1 - t0], d[: t1 - t0]
+        acc, b, dd, df = y[t0:t1], buf[: t1 - t0], d[: t1 - t0], dfl[: t1 - t0]
         first = True
-        for g in range(G):
+        for g in range(w.G):
             cols = slice(g * seg, (g + 1) * seg)
-            wg = w_IO[cols]
+            wg = w.w_IO[cols]
             for (n, s, unit), sw in zip(parts, sws):
                 _int_mm(n[t0:t1, cols], wg, out=dd)
+                df.copy_(dd)  # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
+                if not fold_unit:
+                    df.mul_(unit)  # fl32(D * unit), exact
                 dst = acc if first else b
                 torch.mul(s[t0:t1, g : g + 1], sw[g], out=dst)  # fl32(s_x * s_w [* unit])
-                dst.mul_(dd if fold_unit else dd * unit)  # fl32(S * fl32(D * unit))
+                dst.mul_(df)  # fl32(S * fl32(D * unit))
                 if not first:
                     acc.add_(b)  # fl32(acc + p), ascending
                 first = False
     return y
 
 
-def _linear_expanded(parts, w_IO, sw_OG, seg) -> torch.Tensor:
+def _linear_expanded(parts, w: PreparedWeight) -> torch.Tensor:
     """Few rows: one GEMM over a block-diagonal expansion gives every (segment, part) product at once."""
     T = parts[0][0].shape[0]
-    I, O = w_IO.shape
-    G, P = I // seg, len(parts)
-    ar = torch.arange(G, device=w_IO.device)
-    xe = torch.zeros((G, P, T, G, seg), dtype=torch.int8, device=w_IO.device)
+    (I, O), seg, G, P = w.w_IO.shape, w.seg, w.G, len(parts)
+    xe = torch.zeros((G, P, T, G, seg), dtype=torch.int8, device=w.w_IO.device)
+    diag = xe.diagonal(dim1=0, dim2=3)  # (P, T, seg, G): the blocks [g, p, :, g, :]
     for p, (n, _, _) in enumerate(parts):
-        xe[ar, p, :, ar, :] = n.reshape(T, G, seg).transpose(0, 1)
-    d = _int_mm(xe.view(G * P * T, I), w_IO).view(G * P, T, O)
-    s = torch.stack([s.t() for _, s, _ in parts], dim=1).reshape(G * P, T, 1)  # (g, p) order: g-major
-    sw = torch.stack([sw_OG.t() * unit for _, _, unit in parts], dim=1).reshape(G * P, 1, O)
-    prod = torch.mul(s, sw).mul_(d)  # p = fl32(fl32(s_x * s_w * unit) * D)
-    acc = prod[0].clone()
+        diag[p].copy_(n.view(T, G, seg).permute(0, 2, 1))
+    d = _int_mm(xe.view(G * P * T, I), w.w_IO).view(G, P, T, O)
+    if P == 1:
+        s, sw = parts[0][1].t().view(G, 1, T, 1), w.scaled(parts[0][2]).view(G, 1, 1, O)
+    else:
+        s = torch.stack([s.t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
+        sw = w.scaled_stack(tuple(unit for _, _, unit in parts))  # (G, P, 1, O)
+    # p = fl32(fl32(s_x * s_w * unit) * D), (g, p) in g-major order
+    prod = torch.mul(s, sw).mul_(d.to(torch.float32)).view(G * P, T, O)
+    acc = prod[0]
     for i in range(1, G * P):
         acc.add_(prod[i])
     return acc

@@ -46,10 +46,8 @@ def _quant_core(xg: torch.Tensor, sk: torch.Tensor, lo: int, hi: int, emin: int,
 
 def _dfq_core(xg: torch.Tensor, sk_neg: torch.Tensor, sk_pos: torch.Tensor, lo: int, hi: int, emin: int,
               mbits: int, rne: bool):
-    is_neg = xg <= 0
-    s_el = torch.where(is_neg, sk_neg, sk_pos)
-    t = xg / s_el
-    r, tie, _ = K._round_scaled(t, K.IntGrid("", 0, lo, hi, emin, mbits), "rne" if rne else "ties_up", is_neg)
+    t = xg / torch.where(xg <= 0, sk_neg, sk_pos)
+    r, tie, _ = K._round_scaled(t, K.IntGrid("", 0, lo, hi, emin, mbits), "rne" if rne else "ties_up", dfq=True)
     n = r.to(torch.int8)
     return n.clamp(max=0), n.clamp(min=0), tie
 
@@ -97,28 +95,27 @@ def quantize_act_dfq(x_TI, neg: K.IntGrid, pos: K.IntGrid, *, group_size, roundi
     if bool(tie.any()):
         n = (n_neg + n_pos).view(xg.shape)  # one of the two is 0 at every element
         s_el = torch.where(xg <= 0, sk_neg, sk_pos)
-        K._fix_ties(n, tie, xg, s_el, pos, rounding, neg=neg)
+        K._fix_ties(n, tie, xg, s_el, pos, rounding, dfq=True)
         n_neg, n_pos = n.clamp(max=0), n.clamp(min=0)
     return (n_neg.view(T, x_TI.shape[1]), n_pos.view(T, x_TI.shape[1]), s_neg.reshape(T, G).contiguous(),
             s_pos.reshape(T, G).contiguous())
 
 
-def linear_int(parts, w_IO, sw_OG, bias, seg, fold_unit=None):
+def linear_int(parts, w: K.PreparedWeight, bias, fold_unit=None):
     """As :func:`kernels.linear_int` (same results); one fused accumulator update per segment and part."""
     T = parts[0][0].shape[0]
-    I, O = w_IO.shape
-    G = I // seg
-    K._check_linear(parts, w_IO, sw_OG, seg)
-    if T == 0 or not (K._foldable(parts, sw_OG) if fold_unit is None else fold_unit):
-        return K.linear_int(parts, w_IO, sw_OG, bias, seg, fold_unit)
+    seg = w.seg
+    G = K._check_linear(parts, w)
+    if T == 0 or not (K._foldable(parts, w) if fold_unit is None else fold_unit):
+        return K.linear_int(parts, w, bias, fold_unit)
+    parts = [tuple(p[:3]) for p in parts]
     f = _fns()
-    swT = sw_OG.t().contiguous()
-    sws = [swT * unit for _, _, unit in parts]
+    sws = [w.scaled(unit) for _, _, unit in parts]
     acc = None
     for g in range(G):
         cols = slice(g * seg, (g + 1) * seg)
         for (n, s, _), sw in zip(parts, sws):
-            d = K._int_mm(n[:, cols], w_IO[cols])
+            d = K._int_mm(n[:, cols], w.w_IO[cols])
             s_col = s[:, g : g + 1].contiguous()
             acc = f["first"](s_col, sw[g], d) if acc is None else f["step"](acc, s_col, sw[g], d)
     if bias is not None:

@@ -49,17 +49,20 @@ def _kernels():
     div_rn = getattr(tl.math, "div_rn", None) or tl.div_rn
 
     @triton.jit
-    def _round(t, uniform, emin_bits, MBITS: tl.constexpr, RNE: tl.constexpr):
-        eb = t.to(tl.int32, bitcast=True) & 0x7F800000
+    def _round(t, emin_bits, MBITS: tl.constexpr, RNE: tl.constexpr, DFQ: tl.constexpr):
+        bits = t.to(tl.int32, bitcast=True)
+        if DFQ:  # sign + exponent: negative t read as negative ints, clamped to emin (kernels._round_scaled)
+            eb = bits & -8388608  # 0xFF800000
+        else:
+            eb = bits & 0x7F800000
         eb = tl.maximum(eb, emin_bits)
         if RNE:
-            big = ((eb + ((23 - MBITS) << 23)) | 0x400000)
-            big = tl.where(uniform, (150 << 23) | 0x400000, big).to(tl.float32, bitcast=True)
+            big = ((eb + ((23 - MBITS) << 23)) | 0x400000).to(tl.float32, bitcast=True)
             r = (t + big) - big
-            half = tl.where(uniform, 126 << 23, eb - ((MBITS + 1) << 23)).to(tl.float32, bitcast=True)
+            half = (eb - ((MBITS + 1) << 23)).to(tl.float32, bitcast=True)
             tie = tl.abs(t - r) == half
         else:
-            step = tl.where(uniform, 127 << 23, eb - (MBITS << 23)).to(tl.float32, bitcast=True)
+            step = (eb - (MBITS << 23)).to(tl.float32, bitcast=True)
             u = div_rn(t, step)
             fl = tl.floor(u)
             frac = u - fl
@@ -77,16 +80,14 @@ def _kernels():
         gi = offs // group
         sp = tl.load(spos_ptr + gi, mask=mask, other=1.0)
         if DFQ:
-            uniform = x <= 0
             sn = tl.load(sneg_ptr + gi, mask=mask, other=1.0)
-            s = tl.where(uniform, sn, sp)
+            s = tl.where(x <= 0, sn, sp)
         else:
-            uniform = x != x  # all False
             s = sp
         t = div_rn(x, s)
         if CLAMP:
             t = tl.minimum(tl.maximum(t, lo), hi)
-        r, tie = _round(t, uniform, emin_bits, MBITS, RNE)
+        r, tie = _round(t, emin_bits, MBITS, RNE, DFQ)
         tl.store(n_ptr + offs, r.to(tl.int8), mask=mask)
         tl.store(tie_ptr + offs, tie.to(tl.int8), mask=mask)
 
@@ -155,27 +156,27 @@ def quantize_act_dfq(x_TI, neg: K.IntGrid, pos: K.IntGrid, *, group_size, roundi
     clamp_grid = K.IntGrid("dfq", 0, neg.lo, pos.hi, pos.emin, pos.mbits)
     n, tie = _launch_quant(xg, sk_neg, sk_pos, clamp_grid, pos, rounding, True, False)
     if bool(tie.any()):
-        K._fix_ties(n, tie, xg, torch.where(xg <= 0, sk_neg, sk_pos), pos, rounding, neg=neg)
+        K._fix_ties(n, tie, xg, torch.where(xg <= 0, sk_neg, sk_pos), pos, rounding, dfq=True)
     n = n.view(T, x_TI.shape[1])
     return n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous()
 
 
-def linear_int(parts, w_IO, sw_OG, bias, seg, fold_unit=None):
+def linear_int(parts, w: K.PreparedWeight, bias, fold_unit=None):
     """As :func:`kernels.linear_int` (same results); one Triton accumulator update per segment and part."""
     T = parts[0][0].shape[0]
-    I, O = w_IO.shape
-    G = K._check_linear(parts, w_IO, sw_OG, seg)
-    if T == 0 or not (K._foldable(parts, sw_OG) if fold_unit is None else fold_unit):
-        return K.linear_int(parts, w_IO, sw_OG, bias, seg, fold_unit)
+    O, seg = w.w_IO.shape[1], w.seg
+    G = K._check_linear(parts, w)
+    if T == 0 or not (K._foldable(parts, w) if fold_unit is None else fold_unit):
+        return K.linear_int(parts, w, bias, fold_unit)
+    parts = [tuple(p[:3]) for p in parts]
     _, acc_kernel = _kernels()
-    swT = sw_OG.t().contiguous()
-    sws = [swT * unit for _, _, unit in parts]
-    acc = torch.empty((T, O), dtype=torch.float32, device=w_IO.device)
+    sws = [w.scaled(unit) for _, _, unit in parts]
+    acc = torch.empty((T, O), dtype=torch.float32, device=w.w_IO.device)
     numel, first = T * O, True
     for g in range(G):
         cols = slice(g * seg, (g + 1) * seg)
         for (n, s, _), sw in zip(parts, sws):
-            d = K._int_mm(n[:, cols], w_IO[cols])
+            d = K._int_mm(n[:, cols], w.w_IO[cols])
             sg = s[:, g]
             acc_kernel[(triton_cdiv(numel, _BLOCK),)](acc, sg, sw[g], d, O, numel, sg.stride(0), FIRST=first,
                                                       BLOCK=_BLOCK, enable_fp_fusion=False)

@@ -168,7 +168,7 @@ def _pure_fast(x, w, b, rounding, dfq, monkeypatch=None):
     else:
         n, s = K.quantize_act(xt, K.int_grid("e2m1"), group_size=128, rounding=rounding)
         parts = [(n, s, 2.0**-2)]
-    return K.linear_int(parts, w_IO, torch.from_numpy(sw), bt, 128).numpy()
+    return K.linear_int(parts, K.PreparedWeight(w_IO, torch.from_numpy(sw), 128), bt).numpy()
 
 
 @pytest.mark.parametrize("T", RAGGED_T)
@@ -199,7 +199,7 @@ def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch):
     if strategy == "chunked":
         monkeypatch.setattr(K, "ROW_CHUNK_ELEMS", 7 * 72)  # 7 rows per chunk, a ragged last chunk
     if strategy == "loop_unfolded":
-        monkeypatch.setattr(K, "_foldable", lambda parts, sw: False)
+        monkeypatch.setattr(K, "_foldable", lambda parts, w: False)
     for rounding in ("rne", "ties_up"):
         ref = (dp.linear_dfq_through_datapath if dfq else dp.linear_through_datapath)(x, w, b, rounding=rounding)
         assert np.array_equal(_pure_fast(x, w, b, rounding, dfq), ref)
@@ -213,7 +213,9 @@ def test_unit_folding_guard_and_extreme_scales():
     for xs, ws, foldable in ((1e-19, 1e-19, False), (1e20, 1e19, False), (1.0, 1e-30, True), (1.0, 1e-37, False)):
         xx, ww = (x * np.float32(xs)).astype(np.float32), (w * np.float32(ws)).astype(np.float32)
         n, s = K.quantize_act(torch.from_numpy(xx), K.int_grid("e2m1"), group_size=128)
-        assert K._foldable([(n, s, 0.25)], torch.from_numpy(quantize_groups(ww, "e2m1")[1])) == foldable
+        w_IO = K.weight_operand(torch.from_numpy(quantize_groups(ww, "e2m1")[0]), "e2m1")
+        pw = K.PreparedWeight(w_IO, torch.from_numpy(quantize_groups(ww, "e2m1")[1]), 128)
+        assert K._foldable([(n, s, 0.25)], pw) == foldable
         with np.errstate(over="ignore", invalid="ignore"):  # (1e20, 1e19): s_x * s_w overflows, in both models
             ref = dp.linear_through_datapath(xx, ww)
         assert np.array_equal(_pure_fast(xx, ww, None, "rne", False), ref, equal_nan=True)
@@ -368,7 +370,7 @@ def test_plan_is_cached_and_rebuilt_when_codes_change():
     x = torch.from_numpy(r.standard_normal((4, 256)).astype(np.float32))
     y0 = q(x)
     p0 = fast.plan_for(q)
-    assert fast.plan_for(q) is p0 and p0.w_IO.dtype == torch.int8
+    assert fast.plan_for(q) is p0 and p0.weight.w_IO.dtype == torch.int8
     sd = {k: v.clone() for k, v in q.state_dict().items()}
     with torch.no_grad():
         q.weight_codes.copy_(torch.flip(q.weight_codes, dims=[0]))

@@ -1,0 +1,117 @@
+"""End-to-end sampling time: float model vs fpqvar-w4a4 on the fast path, same dtype, side by side.
+
+Models: ``default`` (the shipped weights if present in fpqvar/assets/default, else a random model of the default
+config, said in the output) and a random ``var-d16`` (256 px; ``--d16-scales`` keeps only the first scales to cut
+the time, said in the output). The W4A4 model is fpqvar-w4a4's run-time layer set: GHT (online 128 x 128 rotation)
+at qkv / fc1, DFQ at the fc2 input, E2M1 per group of 128 everywhere. GALT is left out because its lambda is fused
+into AdaLN offline (zero run-time cost) and needs calibration data; so is the KV cache (not in fpqvar-w4a4).
+Each configuration samples ``--rounds`` times in turn; best time kept. Also printed: the reference backend
+(fake quantization + float GEMM) and how many sampled tokens the fast and reference backends share.
+
+    python benchmarks/bench_fast_sampling.py [--batch 1] [--rounds 2] [--d16-scales 10] [--backend exact]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+from fpqvar.model import build_var, build_vqvae, get_model_spec
+from fpqvar.model.sampling import sample_tokens
+from fpqvar.model.zoo import VARConfig, VQVAEConfig
+from fpqvar.quant import Recipe, get_recipe, quantize_, set_backend
+
+
+def _w4a4_runtime_recipe() -> Recipe:
+    d = get_recipe("fpqvar-w4a4").to_dict()
+    d.update(name="fpqvar-w4a4-runtime", galt=None, description="fpqvar-w4a4's run-time layers (no GALT)")
+    return Recipe.from_dict(d)
+
+
+def _default_model():
+    try:
+        from fpqvar.model import load_model
+
+        return load_model("default"), "shipped weights"
+    except (FileNotFoundError, OSError, ValueError) as e:
+        spec = get_model_spec("default")
+        var = _random(spec.var, spec.vae)
+        return var, f"random weights (shipped ones unavailable: {type(e).__name__})"
+
+
+def _random(var_cfg: VARConfig, vae_cfg: VQVAEConfig):
+    torch.manual_seed(0)  # benchmark-local: module construction draws from the global generator
+    vae = build_vqvae(vae_cfg).eval()
+    var = build_var(vae, var_cfg).eval()
+    var.init_weights(generator=torch.Generator().manual_seed(0))
+    return var
+
+
+def _time(var, batch: int, dtype) -> tuple[float, list[torch.Tensor]]:
+    t0 = time.perf_counter()
+    res = sample_tokens(var, batch, list(range(batch)), seed=0, cfg=1.5, top_k=900, top_p=0.96, dtype=dtype)
+    return time.perf_counter() - t0, res.idx_list
+
+
+def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype) -> None:
+    q = copy.deepcopy(var)
+    quantize_(q, _w4a4_runtime_recipe(), progress=False, report=False)
+    best = {"float": float("inf"), "w4a4-" + backend: float("inf"), "w4a4-reference": float("inf")}
+    toks = {}
+    set_backend(q, backend)
+    _time(q, batch, dtype)  # warm-up: builds the weight caches (and compiles, for backend="compile")
+    for _ in range(rounds):
+        for key in best:
+            if key == "float":
+                t, toks[key] = _time(var, batch, dtype)
+            else:
+                set_backend(q, key.split("-", 1)[1])
+                t, toks[key] = _time(q, batch, dtype)
+            best[key] = min(best[key], t)
+    fast, ref = toks["w4a4-" + backend], toks["w4a4-reference"]
+    same = sum(int((a == b).sum()) for a, b in zip(fast, ref))
+    total = sum(a.numel() for a in fast)
+    f = best["float"]
+    print(f"{name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items()))
+    print(f"  ratio w4a4-{backend} / float = {best['w4a4-' + backend] / f:.2f}x (target <= 1.2x), "
+          f"w4a4-reference / float = {best['w4a4-reference'] / f:.2f}x; tokens equal fast vs reference: "
+          f"{same}/{total}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--backend", default="exact")
+    ap.add_argument("--d16-scales", type=int, default=10, help="keep the first N of var-d16's 10 scales")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--models", default="default,var-d16")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    print(f"threads {torch.get_num_threads()}, cpu capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"batch {args.batch} (x2 CFG), dtype {args.dtype}, best of {args.rounds}")
+    with open("/proc/loadavg") as fh:
+        print(f"load average at start: {fh.read().split()[:3]}")
+    models = args.models.split(",")
+    if "default" in models:
+        var, how = _default_model()
+        _bench(f"default ({how})", var, args.batch, args.rounds, args.backend, dtype)
+    if "var-d16" in models:
+        spec = get_model_spec("var-d16")
+        pn = spec.vae.patch_nums[: args.d16_scales]
+        vae_cfg = VQVAEConfig.from_dict({**spec.vae.to_dict(), "patch_nums": list(pn)})
+        var_cfg = VARConfig.from_dict({**spec.var.to_dict(), "patch_nums": list(pn)})
+        var = _random(var_cfg, vae_cfg)
+        _bench(f"var-d16 random, scales {tuple(pn)}", var, args.batch, args.rounds, args.backend, dtype)
+    with open("/proc/loadavg") as fh:
+        print(f"load average at end: {fh.read().split()[:3]}")
+
+
+if __name__ == "__main__":
+    main()
