@@ -125,6 +125,9 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
                        f"IS {fl['is']:.3f}, precision {fl['precision']:.3f}, recall {fl['recall']:.3f}, class "
                        f"accuracy {fl['class_accuracy']:.3f}; held-out IS {meta['heldout_is']:.3f}, accuracy "
                        f"{meta['heldout_class_accuracy']:.3f}")
+            for n, f in fl.get("by_n", {}).items():
+                typer.echo(f"  floor at {n} real images (mean of {f['draws']}): FID {f['fid']:.3f}, precision "
+                           f"{f['precision']:.3f}, recall {f['recall']:.3f}")
 
     app.add_typer(eval_app, name="eval")
 

@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 
 FLOOR_PER_CLASS = 100
+# FID / P / R depend on the sample count (covariance and k-NN estimates), so the floor is also stored for smaller
+# class-balanced real subsets, mean over FLOOR_DRAWS seeded draws: compare an N-sample set with floor_by_n[N].
+FLOOR_SIZES = (100, 200, 500, 1000)
+FLOOR_DRAWS = 5
 
 
 def split_images_u8(split: str, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +55,19 @@ def compute_domain_reference(net, classifier_sha256: str = ""):
         "class_accuracy": M.class_accuracy(train_logits, train_y),
         "description": f"{len(train_y)} training images ({FLOOR_PER_CLASS}/class) vs the {len(held_y)} held-out",
     }
+    floor_by_n = {}
+    rng = np.random.default_rng(0)
+    for n in FLOOR_SIZES:
+        draws = []
+        for _ in range(1 if n >= len(train_y) else FLOOR_DRAWS):
+            idx = np.concatenate([rng.permutation(np.flatnonzero(train_y == c))[:n // 10] for c in range(10)])
+            pn, rn = M.precision_recall(held_f, train_f[idx], k=PR_K)
+            draws.append([M.frechet_distance(*M.feature_stats(train_f[idx]), mu, sigma), pn, rn,
+                          M.inception_score(train_logits[idx], IS_SPLIT_SIZE)[0]])
+        fid, pn, rn, is_ = np.mean(draws, axis=0)
+        floor_by_n[str(n)] = {"fid": float(fid), "precision": float(pn), "recall": float(rn), "is": float(is_),
+                              "draws": len(draws)}
+    floor["by_n"] = floor_by_n
     meta = {
         "reference_set": f"held-out split: {len(held_y)} images, {len(held_y) // 10} per class",
         "heldout_is": M.inception_score(held_logits, IS_SPLIT_SIZE)[0],

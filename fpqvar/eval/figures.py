@@ -95,9 +95,10 @@ def make_figures_and_report(runner, methods, classes, table: dict, out: Path) ->
                                            title=f"block {b}: {site} input", after_label=after_label)))
     atomic_write_json(figdir / "activations.json", summary)
     notes = []
-    floor = next((r.get("floor_fid") for r in table["rows"] if r.get("floor_fid") is not None), None)
+    floor = next((r for r in table["rows"] if r.get("floor_fid") is not None), None)
     if floor is not None:
-        notes.append(f"Real-vs-real FID floor (two disjoint real sets): {floor:.2f}.")
+        at = f" at {floor['floor_n']} real images" if floor.get("floor_n") else ""
+        notes.append(f"Real-vs-real FID floor{at} (disjoint real sets, same reference): {floor['floor_fid']:.2f}.")
     notes.append(f"fc2 input share in [-0.17, 0]: {100 * share:.1f} %; positive: {100 * before.positive_share():.1f}"
                  " %.")
     write_report(out / "report.html", title=f"fpqvar evaluation: {plan.model}", table=table, figures=figs,

@@ -200,7 +200,8 @@ class _Runner:
         wbytes = float_weight_bytes(cfg) if float_model else weight_bytes_from_file(qpath, cfg)
         qrep = Path(qpath).parent / "quant_report.json"
         quant_s = json.loads(qrep.read_text()).get("wall_s") if qrep.is_file() and not float_model else None
-        extra = {"recipe": recipe.name, "floor_fid": m.get("floor_fid"), "reference": m["reference"],
+        extra = {"recipe": recipe.name, "floor_fid": m.get("floor_fid"), "floor_n": m.get("floor_n"),
+                 "reference": m["reference"],
                  "is_std": m.get("is_std"), "sample_s": sample_s, "eval_s": time.perf_counter() - t,
                  "quantize_s": quant_s, "images_per_s": len(images) / sample_s if sample_s > 0 else None}
         return make_row(method, recipe, m, wbytes, extra)

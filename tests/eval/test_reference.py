@@ -87,6 +87,7 @@ def test_compute_domain_reference_floor(monkeypatch):
     sets = {"heldout": (rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8), np.arange(30) % 10),
             "train": (rng.integers(0, 200, (30, 32, 32, 3), dtype=np.uint8), np.arange(30) % 10)}
     monkeypatch.setattr(B, "split_images_u8", lambda split, per_class=None: sets[split])
+    monkeypatch.setattr(B, "FLOOR_SIZES", (20, 30))
     net = random_digit_net(1)
     ref = B.compute_domain_reference(net, "abc")
     fh, _ = digit_features(net, sets["heldout"][0])
@@ -95,3 +96,18 @@ def test_compute_domain_reference_floor(monkeypatch):
     np.testing.assert_allclose(ref.sigma, np.cov(fh.astype(np.float64), rowvar=False), rtol=1e-10, atol=1e-14)
     assert ref.meta["floor"]["fid"] == pytest.approx(M.fid_from_features(ft, fh), rel=1e-9)
     assert ref.meta["classifier_sha256"] == "abc"
+    by_n = ref.meta["floor"]["by_n"]
+    # the full-size "subset" is the same set in another order: equal up to the round-off of a rank-deficient sqrtm
+    assert by_n["30"]["fid"] == pytest.approx(ref.meta["floor"]["fid"], rel=1e-6) and by_n["30"]["draws"] == 1
+    assert by_n["20"]["draws"] == B.FLOOR_DRAWS and by_n["20"]["fid"] > 0
+
+
+def test_floor_for_picks_the_nearest_size():
+    from fpqvar.eval.evaluate import floor_for
+
+    floor = {"fid": 7.0, "by_n": {"100": {"fid": 30.0}, "200": {"fid": 18.0}, "1000": {"fid": 7.0}}}
+    assert floor_for(floor, 200) == (200, 18.0)
+    assert floor_for(floor, 120) == (100, 30.0)
+    assert floor_for(floor, 5000) == (1000, 7.0)
+    assert floor_for({"fid": 7.0}, 50) == (None, 7.0)
+    assert floor_for({}, 50) == (None, None)
