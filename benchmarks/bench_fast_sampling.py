@@ -5,7 +5,8 @@ config, said in the output) and a random ``var-d16`` (256 px; ``--d16-scales`` k
 the time, said in the output). The W4A4 model is fpqvar-w4a4's run-time layer set: GHT (online 128 x 128 rotation)
 at qkv / fc1, DFQ at the fc2 input, E2M1 per group of 128 everywhere. GALT is left out because its lambda is fused
 into AdaLN offline (zero run-time cost) and needs calibration data; so is the KV cache (not in fpqvar-w4a4).
-Each configuration samples ``--rounds`` times in turn; best time kept. Also printed: the reference backend
+Each configuration samples ``--rounds`` times in turn; best time kept (process CPU time by default: the machine
+is shared; ``--clock wall`` for wall-clock). Also printed: the reference backend
 (fake quantization + float GEMM) and how many sampled tokens the fast and reference backends share.
 
     python benchmarks/bench_fast_sampling.py [--batch 1] [--rounds 2] [--d16-scales 10] [--backend exact]
@@ -50,13 +51,16 @@ def _random(var_cfg: VARConfig, vae_cfg: VQVAEConfig):
     return var
 
 
-def _time(var, batch: int, dtype) -> tuple[float, list[torch.Tensor]]:
-    t0 = time.perf_counter()
+CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def _time(var, batch: int, dtype, clock=time.process_time) -> tuple[float, list[torch.Tensor]]:
+    t0 = clock()
     res = sample_tokens(var, batch, list(range(batch)), seed=0, cfg=1.5, top_k=900, top_p=0.96, dtype=dtype)
-    return time.perf_counter() - t0, res.idx_list
+    return clock() - t0, res.idx_list
 
 
-def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype) -> None:
+def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype, clock) -> None:
     q = copy.deepcopy(var)
     quantize_(q, _w4a4_runtime_recipe(), progress=False, report=False)
     best = {"float": float("inf"), "w4a4-" + backend: float("inf"), "w4a4-reference": float("inf")}
@@ -66,10 +70,10 @@ def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype) -> None
     for _ in range(rounds):
         for key in best:
             if key == "float":
-                t, toks[key] = _time(var, batch, dtype)
+                t, toks[key] = _time(var, batch, dtype, clock)
             else:
                 set_backend(q, key.split("-", 1)[1])
-                t, toks[key] = _time(q, batch, dtype)
+                t, toks[key] = _time(q, batch, dtype, clock)
             best[key] = min(best[key], t)
     fast, ref = toks["w4a4-" + backend], toks["w4a4-reference"]
     same = sum(int((a == b).sum()) for a, b in zip(fast, ref))
@@ -90,25 +94,28 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--models", default="default,var-d16")
+    ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="cpu: process CPU time (robust on a shared machine), wall: perf_counter")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     print(f"threads {torch.get_num_threads()}, cpu capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"batch {args.batch} (x2 CFG), dtype {args.dtype}, best of {args.rounds}")
+          f"batch {args.batch} (x2 CFG), dtype {args.dtype}, best of {args.rounds}, clock {args.clock}")
+    clock = CLOCK[args.clock]
     with open("/proc/loadavg") as fh:
         print(f"load average at start: {fh.read().split()[:3]}")
     models = args.models.split(",")
     if "default" in models:
         var, how = _default_model()
-        _bench(f"default ({how})", var, args.batch, args.rounds, args.backend, dtype)
+        _bench(f"default ({how})", var, args.batch, args.rounds, args.backend, dtype, clock)
     if "var-d16" in models:
         spec = get_model_spec("var-d16")
         pn = spec.vae.patch_nums[: args.d16_scales]
         vae_cfg = VQVAEConfig.from_dict({**spec.vae.to_dict(), "patch_nums": list(pn)})
         var_cfg = VARConfig.from_dict({**spec.var.to_dict(), "patch_nums": list(pn)})
         var = _random(var_cfg, vae_cfg)
-        _bench(f"var-d16 random, scales {tuple(pn)}", var, args.batch, args.rounds, args.backend, dtype)
+        _bench(f"var-d16 random, scales {tuple(pn)}", var, args.batch, args.rounds, args.backend, dtype, clock)
     with open("/proc/loadavg") as fh:
         print(f"load average at end: {fh.read().split()[:3]}")
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from fpqvar.formats import DFQ_VARIANTS
 from fpqvar.quant import kernels as K
+from fpqvar.quant import kernels_gemm as KG
 
 __all__ = ["BACKENDS", "forward", "plan_for", "unsupported_reason", "backend_unavailable_reason"]
 
@@ -47,7 +48,7 @@ class _Plan:
 
     key: tuple
     reason: str | None  # why the fast path does not apply (then the reference path runs)
-    weight: K.PreparedWeight | None = None  # int8 (I, O) operand, per-segment scales
+    weight: KG.PreparedWeight | None = None  # int8 (I, O) operand, per-segment scales
     seg: int = 0
     kw: int = 0  # weight grid exponent: values * 2**kw are integers
     act: K.IntGrid | None = None  # activation grid (DFQ: the positive side)
@@ -98,7 +99,7 @@ def _build_plan(q, key: tuple) -> _Plan:
     seg = math.gcd(ga, gw)
     w_IO = K.weight_operand(q.weight_codes, ws.fmt)
     sw = q.weight_scale.to(torch.float32).expand(O, I // gw) if ws.granularity != "group" else q.weight_scale
-    weight = K.PreparedWeight(w_IO, K.expand_scales(sw.to(torch.float32), I, seg), seg)
+    weight = KG.PreparedWeight(w_IO, KG.expand_scales(sw.to(torch.float32), I, seg), seg)
     p = _Plan(key, None, weight=weight, seg=seg, kw=K.int_grid(ws.fmt).k,
               act_group=ga if as_.granularity in ("group", "token") else None,
               per_tensor=as_.granularity == "tensor",
@@ -144,7 +145,7 @@ def _reference(q, x: torch.Tensor) -> torch.Tensor:
 
 def _quantizers(backend: str):
     if backend == "exact":
-        return K.quantize_act_ranged, K.quantize_act_dfq_ranged, K.linear_int
+        return K.quantize_act_ranged, K.quantize_act_dfq_ranged, KG.linear_int
     if backend == "compile":
         from fpqvar.quant import kernels_compile as C
 
@@ -181,11 +182,11 @@ def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear) -> torch.Te
     if p.neg is not None:
         n_neg, n_pos, s_neg, s_pos, *rng = quant_dfq(x_TI, p.neg, p.act, group_size=p.act_group,
                                                      rounding=q.act_spec.rounding)
-        parts = [(n_neg, K.expand_scales(s_neg, I, p.seg), unit_w * 2.0**-p.neg.k, *rng),
-                 (n_pos, K.expand_scales(s_pos, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
+        parts = [(n_neg, KG.expand_scales(s_neg, I, p.seg), unit_w * 2.0**-p.neg.k, *rng),
+                 (n_pos, KG.expand_scales(s_pos, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
     else:
         n, s, *rng = quant(x_TI, p.act, group_size=p.act_group, rounding=q.act_spec.rounding,
                            scale=p.static_scale, per_tensor=p.per_tensor)
-        parts = [(n, K.expand_scales(s, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
+        parts = [(n, KG.expand_scales(s, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
     y = linear(parts, p.weight, p.bias)
     return y.reshape(*x.shape[:-1], q.out_features).to(x.dtype)

@@ -16,6 +16,7 @@ from functools import lru_cache
 import torch
 
 from fpqvar.quant import kernels as K
+from fpqvar.quant import kernels_gemm as KG
 
 __all__ = ["quantize_act", "quantize_act_dfq", "linear_int"]
 
@@ -101,13 +102,13 @@ def quantize_act_dfq(x_TI, neg: K.IntGrid, pos: K.IntGrid, *, group_size, roundi
             s_pos.reshape(T, G).contiguous())
 
 
-def linear_int(parts, w: K.PreparedWeight, bias, fold_unit=None):
+def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None):
     """As :func:`kernels.linear_int` (same results); one fused accumulator update per segment and part."""
     T = parts[0][0].shape[0]
     seg = w.seg
-    G = K._check_linear(parts, w)
-    if T == 0 or not (K._foldable(parts, w) if fold_unit is None else fold_unit):
-        return K.linear_int(parts, w, bias, fold_unit)
+    G = KG._check_linear(parts, w)
+    if T == 0 or not (KG._foldable(parts, w) if fold_unit is None else fold_unit):
+        return KG.linear_int(parts, w, bias, fold_unit)
     parts = [tuple(p[:3]) for p in parts]
     f = _fns()
     sws = [w.scaled(unit) for _, _, unit in parts]
@@ -115,7 +116,7 @@ def linear_int(parts, w: K.PreparedWeight, bias, fold_unit=None):
     for g in range(G):
         cols = slice(g * seg, (g + 1) * seg)
         for (n, s, _), sw in zip(parts, sws):
-            d = K._int_mm(n[:, cols], w.w_IO[cols])
+            d = KG._int_mm(n[:, cols], w.w_IO[cols])
             s_col = s[:, g : g + 1].contiguous()
             acc = f["first"](s_col, sw[g], d) if acc is None else f["step"](acc, s_col, sw[g], d)
     if bias is not None:

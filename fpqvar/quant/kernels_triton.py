@@ -21,6 +21,7 @@ from functools import lru_cache
 import torch
 
 from fpqvar.quant import kernels as K
+from fpqvar.quant import kernels_gemm as KG
 
 __all__ = ["unavailable_reason", "quantize_act", "quantize_act_dfq", "linear_int"]
 
@@ -161,13 +162,13 @@ def quantize_act_dfq(x_TI, neg: K.IntGrid, pos: K.IntGrid, *, group_size, roundi
     return n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous()
 
 
-def linear_int(parts, w: K.PreparedWeight, bias, fold_unit=None):
+def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None):
     """As :func:`kernels.linear_int` (same results); one Triton accumulator update per segment and part."""
     T = parts[0][0].shape[0]
     O, seg = w.w_IO.shape[1], w.seg
-    G = K._check_linear(parts, w)
-    if T == 0 or not (K._foldable(parts, w) if fold_unit is None else fold_unit):
-        return K.linear_int(parts, w, bias, fold_unit)
+    G = KG._check_linear(parts, w)
+    if T == 0 or not (KG._foldable(parts, w) if fold_unit is None else fold_unit):
+        return KG.linear_int(parts, w, bias, fold_unit)
     parts = [tuple(p[:3]) for p in parts]
     _, acc_kernel = _kernels()
     sws = [w.scaled(unit) for _, _, unit in parts]
@@ -176,7 +177,7 @@ def linear_int(parts, w: K.PreparedWeight, bias, fold_unit=None):
     for g in range(G):
         cols = slice(g * seg, (g + 1) * seg)
         for (n, s, _), sw in zip(parts, sws):
-            d = K._int_mm(n[:, cols], w.w_IO[cols])
+            d = KG._int_mm(n[:, cols], w.w_IO[cols])
             sg = s[:, g]
             acc_kernel[(triton_cdiv(numel, _BLOCK),)](acc, sg, sw[g], d, O, numel, sg.stride(0), FIRST=first,
                                                       BLOCK=_BLOCK, enable_fp_fusion=False)

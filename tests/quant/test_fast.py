@@ -14,6 +14,7 @@ from fpqvar.hw import datapath as dp
 from fpqvar.hw.quantizer_int import quantize_groups, quantize_groups_dfq
 from fpqvar.quant import fast
 from fpqvar.quant import kernels as K
+from fpqvar.quant import kernels_gemm as KG
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.spec import QuantSpec
 from fpqvar.transforms.hadamard import OnlineRotation, block_hadamard_matrix, rotate_weight_in
@@ -168,7 +169,7 @@ def _pure_fast(x, w, b, rounding, dfq, monkeypatch=None):
     else:
         n, s = K.quantize_act(xt, K.int_grid("e2m1"), group_size=128, rounding=rounding)
         parts = [(n, s, 2.0**-2)]
-    return K.linear_int(parts, K.PreparedWeight(w_IO, torch.from_numpy(sw), 128), bt).numpy()
+    return KG.linear_int(parts, KG.PreparedWeight(w_IO, torch.from_numpy(sw), 128), bt).numpy()
 
 
 @pytest.mark.parametrize("T", RAGGED_T)
@@ -193,13 +194,13 @@ def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch):
     w = (r.standard_normal((72, I)) * 0.05).astype(np.float32)
     b = r.standard_normal(72).astype(np.float32)
     if strategy == "expanded":
-        monkeypatch.setattr(K, "EXPAND_MAX_ROWS", 10**6)
+        monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 10**6)
     else:
-        monkeypatch.setattr(K, "EXPAND_MAX_ROWS", 0)
+        monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 0)
     if strategy == "chunked":
-        monkeypatch.setattr(K, "ROW_CHUNK_ELEMS", 7 * 72)  # 7 rows per chunk, a ragged last chunk
+        monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS", 7 * 72)  # 7 rows per chunk, a ragged last chunk
     if strategy == "loop_unfolded":
-        monkeypatch.setattr(K, "_foldable", lambda parts, w: False)
+        monkeypatch.setattr(KG, "_foldable", lambda parts, w: False)
     for rounding in ("rne", "ties_up"):
         ref = (dp.linear_dfq_through_datapath if dfq else dp.linear_through_datapath)(x, w, b, rounding=rounding)
         assert np.array_equal(_pure_fast(x, w, b, rounding, dfq), ref)
@@ -214,8 +215,8 @@ def test_unit_folding_guard_and_extreme_scales():
         xx, ww = (x * np.float32(xs)).astype(np.float32), (w * np.float32(ws)).astype(np.float32)
         n, s = K.quantize_act(torch.from_numpy(xx), K.int_grid("e2m1"), group_size=128)
         w_IO = K.weight_operand(torch.from_numpy(quantize_groups(ww, "e2m1")[0]), "e2m1")
-        pw = K.PreparedWeight(w_IO, torch.from_numpy(quantize_groups(ww, "e2m1")[1]), 128)
-        assert K._foldable([(n, s, 0.25)], pw) == foldable
+        pw = KG.PreparedWeight(w_IO, torch.from_numpy(quantize_groups(ww, "e2m1")[1]), 128)
+        assert KG._foldable([(n, s, 0.25)], pw) == foldable
         with np.errstate(over="ignore", invalid="ignore"):  # (1e20, 1e19): s_x * s_w overflows, in both models
             ref = dp.linear_through_datapath(xx, ww)
         assert np.array_equal(_pure_fast(xx, ww, None, "rne", False), ref, equal_nan=True)

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from fpqvar.quant import fast
-from fpqvar.quant import kernels as K
+from fpqvar.quant import kernels_gemm as KG
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.spec import QuantSpec
 
@@ -90,4 +90,4 @@ def test_triton_refusal_names_the_reason():
 def test_int_mm_pads_small_row_counts_on_cuda_only():
     a = torch.randint(-12, 13, (3, 128), dtype=torch.int8)
     b = torch.randint(-12, 13, (128, 16), dtype=torch.int8)
-    assert torch.equal(K._int_mm(a, b), (a.long() @ b.long()).int())
+    assert torch.equal(KG._int_mm(a, b), (a.long() @ b.long()).int())

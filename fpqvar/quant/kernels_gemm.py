@@ -1,0 +1,206 @@
+"""Exact kernels of the fast quantized linear, part 2 (part 1, operands and quantizer: :mod:`fpqvar.quant.kernels`):
+the GEMM and the accumulation, the datapath's arithmetic (``fpqvar.hw.datapath``) bit for bit.
+
+**Exact group dot products on the fast integer units.** ``D[t, o, g] = sum_i n_x n_w`` over one segment ``g`` of
+the input dim, by ``torch._int_mm`` (int8 x int8 -> int32: oneDNN VNNI / AMX-INT8 on CPU, IMMA tensor cores on
+CUDA). Integer accumulation is exact whatever the order (``|D| <= 127 * 127 * I < 2**31``). Why not bf16: the
+integer operands are exact in bf16 and a bf16 GEMM accumulates in float32, but torch 2.13 on CPU returns the result
+rounded to bf16 (``aten::mm.dtype`` has no CPU kernel) and a 15-bit group sum does not fit bf16's 8 significant
+bits. The int8 GEMM is exact by construction, and faster: on the dev CPU (AMD EPYC, AVX512-VNNI and AVX512-BF16,
+no AMX), 1 thread, 512 x 1024 x 4096: int8 10 ms, bf16 ~22 ms, float32 48 ms.
+
+**Scales and cross-segment accumulation in float32, in the datapath's order**, vectorised over (t, o)::
+
+    p_g = fl32( fl32(s_x[t, g] * s_w[o, g]) * fl32(D[t, o, g] * unit) )      unit = 2**-(k_x + k_w)
+    acc = p_0;  acc = fl32(acc + p_g) for g = 1, 2, ... (ascending);  y = fl32(acc + b[o])
+
+DFQ (two activation scales per segment): the negative-half partial of segment ``g`` is added before its
+positive-half partial (``linear_dfq_through_datapath``). ``fl32(D * unit)`` is exact when ``|D| < 2**24`` (every FP4
+group of 128: ``|D| <= 128 * 288`` in units of 1/8); a longer reduction (FP6 per-token x per-channel, one segment
+over the whole input dim: ``|D| <= 3600 * I``) is rounded **once**, RNE, from the exact integer: the FP6 semantics
+of the fast path (no chunking: the int32 accumulator already holds the exact sum).
+
+``unit`` is folded into the weight scale (``fl32(s_x * (s_w * unit))``) when no product can leave the normal float32
+range: scaling by a power of two then commutes with rounding, so every ``p_g`` is the same float. The rare other
+case takes the literal order (:func:`_linear_loop`, ``fold_unit=False``).
+
+Segments: the input dim is cut at every scale boundary of either operand (``seg`` = the gcd of the two group
+sizes, the whole dim for per-token / per-channel / per-tensor scales); scales are expanded to ``(T, G)`` and
+``(O, G)``; segments are accumulated in ascending order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["PreparedWeight", "expand_scales", "linear_int", "ROW_CHUNK_ELEMS", "EXPAND_MAX_ROWS"]
+
+# Row chunks of the (T, O) float32 accumulator in the segment loop: measured on the 2-core dev machine,
+# 2**18 elements (1 MiB) beat 2**14 .. 2**16 (small int8 GEMMs) and 2**20 (L2 misses), e.g. fc2 of var-d16.
+ROW_CHUNK_ELEMS = 1 << 18
+# Few rows (the first scales): one GEMM over a block-diagonal expansion (G * P * T rows) beats G small GEMMs
+# while the expanded row count stays below this (the GEMM is weight-bandwidth bound there).
+EXPAND_MAX_ROWS = 64
+
+
+def expand_scales(s_RG: torch.Tensor, width: int, seg: int) -> torch.Tensor:
+    """Per-group scales ``(R, G)`` (groups of ``width // G``) -> per-segment ``(R, width // seg)``."""
+    per = width // s_RG.shape[1] // seg
+    if per * seg * s_RG.shape[1] != width:
+        raise ValueError(f"scale groups of {width // s_RG.shape[1]} are not a multiple of the segment {seg}")
+    return s_RG if per == 1 else s_RG.repeat_interleave(per, dim=1)
+
+
+@dataclass
+class PreparedWeight:
+    """A weight ready for :func:`linear_int` (built once per layer, at load): the int8 operand, its per-segment
+    scales, their transposed and unit-scaled copies, and their range (for the unit-folding guard)."""
+
+    w_IO: torch.Tensor  # int8 (I, O)
+    sw_OG: torch.Tensor  # float32 (O, G), per segment
+    seg: int
+    swT_GO: torch.Tensor = None
+    lo: float = 0.0
+    hi: float = 0.0
+    _scaled: dict = None
+
+    def __post_init__(self) -> None:
+        I, O = self.w_IO.shape
+        if self.w_IO.dtype != torch.int8 or self.seg < 1 or I % self.seg or self.sw_OG.shape != (O, I // self.seg):
+            raise ValueError(f"PreparedWeight: weights {self.w_IO.dtype} {tuple(self.w_IO.shape)} / scales "
+                             f"{tuple(self.sw_OG.shape)} / segment {self.seg} do not match")
+        self.sw_OG = self.sw_OG.to(torch.float32).contiguous()
+        self.swT_GO = self.sw_OG.t().contiguous()
+        self.lo, self.hi = (float(v) for v in torch.aminmax(self.sw_OG)) if self.sw_OG.numel() else (1.0, 1.0)
+        self._scaled = {}
+
+    @property
+    def G(self) -> int:
+        return self.w_IO.shape[0] // self.seg
+
+    def scaled_stack(self, units: tuple[float, ...]) -> torch.Tensor:
+        """``(G, P, 1, O)``: :meth:`scaled` for each part's unit, stacked (cached)."""
+        if units not in self._scaled:
+            self._scaled[units] = torch.stack([self.scaled(u) for u in units], dim=1).unsqueeze(2)
+        return self._scaled[units]
+
+    def scaled(self, unit: float) -> torch.Tensor:
+        """``(G, O)`` float32 ``s_w * unit`` (exact: a power of two, see :func:`_foldable`), cached per unit."""
+        if unit not in self._scaled:
+            self._scaled[unit] = self.swT_GO * unit
+        return self._scaled[unit]
+
+
+def _foldable(parts, w: PreparedWeight) -> bool:
+    """Whether every ``fl32(s_x * s_w * unit)`` stays normal and ``fl32(s_x * s_w)`` finite (see module doc).
+
+    A part may carry the (min, max) of its scales as a 4th element (from the ``*_ranged`` quantizers)."""
+    for part in parts:
+        s, unit = part[1], part[2]
+        if len(part) > 3:
+            lo, hi = part[3]
+        else:
+            lo, hi = torch.stack(torch.aminmax(s)).tolist() if s.numel() else (1.0, 1.0)
+        if lo * w.lo * unit < 2.0**-125 or hi * w.hi >= 2.0**127:
+            return False
+    return True
+
+
+def _check_linear(parts, w: PreparedWeight) -> int:
+    """Validate the shapes of :func:`linear_int`'s operands; returns the segment count G."""
+    T = parts[0][0].shape[0]
+    I, G = w.w_IO.shape[0], w.G
+    for n, s, *_ in parts:
+        if n.dtype != torch.int8 or n.shape != (T, I) or s.shape != (T, G):
+            raise ValueError(f"operand {n.dtype} {tuple(n.shape)} / scales {tuple(s.shape)} do not match int8 "
+                             f"({T}, {I}) / ({T}, {G})")
+    return G
+
+
+def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: bool | None = None) -> torch.Tensor:
+    """``y_TO`` (float32) of the datapath: exact segment dot products, then scales and sums in its order.
+
+    ``parts``: ordered partial operands ``(n_TI int8, s_TG float32 per segment, unit)``, one for a plain
+    layer, two for DFQ (negative half first); ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by
+    :func:`_foldable`.
+    """
+    T = parts[0][0].shape[0]
+    O = w.w_IO.shape[1]
+    G = _check_linear(parts, w)
+    if T == 0:
+        return w.w_IO.new_zeros((0, O), dtype=torch.float32)
+    if fold_unit is None:
+        fold_unit = _foldable(parts, w)
+    parts = [tuple(p[:3]) for p in parts]
+    if fold_unit and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
+        y = _linear_expanded(parts, w)
+    else:
+        y = _linear_loop(parts, w, fold_unit)
+    if bias is not None:
+        y.add_(bias)  # fl32(acc + b): bias last
+    return y
+
+
+def _int_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """int8 ``(M, K) x (K, N) -> int32``; CUDA's kernel needs ``M > 16``: pad the rows there."""
+    M = a.shape[0]
+    if a.device.type == "cuda" and M <= 16:
+        a = torch.cat([a, a.new_zeros((17 - M, a.shape[1]))])
+        r = torch._int_mm(a, b)[:M]
+        return r if out is None else out.copy_(r)
+    return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
+
+
+def _linear_loop(parts, w: PreparedWeight, fold_unit: bool) -> torch.Tensor:
+    """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache."""
+    T = parts[0][0].shape[0]
+    O, seg, dev = w.w_IO.shape[1], w.seg, w.w_IO.device
+    sws = [w.scaled(unit) if fold_unit else w.swT_GO for _, _, unit in parts]
+    y = torch.empty((T, O), dtype=torch.float32, device=dev)
+    tc = max(1, min(T, ROW_CHUNK_ELEMS // max(O, 1)))
+    buf = torch.empty((tc, O), dtype=torch.float32, device=dev)
+    dfl = torch.empty((tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by an
+    d = torch.empty((tc, O), dtype=torch.int32, device=dev)  # int32 tensor would allocate the cast every time)
+    for t0 in range(0, T, tc):
+        t1 = min(T, t0 + tc)
+        acc, b, dd, df = y[t0:t1], buf[: t1 - t0], d[: t1 - t0], dfl[: t1 - t0]
+        first = True
+        for g in range(w.G):
+            cols = slice(g * seg, (g + 1) * seg)
+            wg = w.w_IO[cols]
+            for (n, s, unit), sw in zip(parts, sws):
+                _int_mm(n[t0:t1, cols], wg, out=dd)
+                df.copy_(dd)  # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
+                if not fold_unit:
+                    df.mul_(unit)  # fl32(D * unit), exact
+                dst = acc if first else b
+                torch.mul(s[t0:t1, g : g + 1], sw[g], out=dst)  # fl32(s_x * s_w [* unit])
+                dst.mul_(df)  # fl32(S * fl32(D * unit))
+                if not first:
+                    acc.add_(b)  # fl32(acc + p), ascending
+                first = False
+    return y
+
+
+def _linear_expanded(parts, w: PreparedWeight) -> torch.Tensor:
+    """Few rows: one GEMM over a block-diagonal expansion gives every (segment, part) product at once."""
+    T = parts[0][0].shape[0]
+    (I, O), seg, G, P = w.w_IO.shape, w.seg, w.G, len(parts)
+    xe = torch.zeros((G, P, T, G, seg), dtype=torch.int8, device=w.w_IO.device)
+    diag = xe.diagonal(dim1=0, dim2=3)  # (P, T, seg, G): the blocks [g, p, :, g, :]
+    for p, (n, _, _) in enumerate(parts):
+        diag[p].copy_(n.view(T, G, seg).permute(0, 2, 1))
+    d = _int_mm(xe.view(G * P * T, I), w.w_IO).view(G, P, T, O)
+    if P == 1:
+        s, sw = parts[0][1].t().view(G, 1, T, 1), w.scaled(parts[0][2]).view(G, 1, 1, O)
+    else:
+        s = torch.stack([s.t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
+        sw = w.scaled_stack(tuple(unit for _, _, unit in parts))  # (G, P, 1, O)
+    # p = fl32(fl32(s_x * s_w * unit) * D), (g, p) in g-major order
+    prod = torch.mul(s, sw).mul_(d.to(torch.float32)).view(G * P, T, O)
+    acc = prod[0]
+    for i in range(1, G * P):
+        acc.add_(prod[i])
+    return acc
