@@ -55,6 +55,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         dtype: str = typer.Option("float32", help="sampling dtype: float32, bfloat16, float16 (autocast)"),
         device: str = typer.Option("auto", help="auto (cuda:LOCAL_RANK if available), cpu, cuda"),
         calib_samples: int = typer.Option(100, help="calibration samples (float model, once for all recipes)"),
+        backend: str = typer.Option("reference", help="QuantLinear forward: reference, exact, compile, triton"),
         classifier: Optional[Path] = typer.Option(None, help="default model: DigitNet weights (default: shipped)"),
         reference: Optional[Path] = typer.Option(None, help="reference stats: ADM npz (ImageNet) or domain npz"),
         inception_weights: Optional[Path] = typer.Option(None, help="ImageNet: Inception-v3 weights file"),
@@ -76,7 +77,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         try:
             plan = EvalPlan(model=model, recipes=names, quantized=tuple(str(q) for q in quantized or ()),
                             classes=_parse_classes(classes), per_class=per_class, batch=batch, cfg=cfg, top_k=top_k,
-                            top_p=top_p, seed=seed, dtype=dtype, calib_samples=calib_samples,
+                            top_p=top_p, seed=seed, dtype=dtype, calib_samples=calib_samples, backend=backend,
                             ckpt=None if ckpt is None else str(ckpt), vae=None if vae is None else str(vae),
                             classifier=None if classifier is None else str(classifier),
                             reference=None if reference is None else str(reference),

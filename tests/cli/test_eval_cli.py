@@ -74,3 +74,33 @@ def test_demo_fails_clearly_without_assets(monkeypatch, tmp_path):
     monkeypatch.setattr(d, "default_paths", missing)
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
     assert r.exit_code == 2 and "embedded default model is missing" in r.output
+
+
+@pytest.mark.slow  # two torchrun ranks on the shipped default model: ~1-2 min on 2 cores
+def test_torchrun_two_ranks_match_one_process(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from fpqvar.eval.sample_set import PACKED, load_packed
+    from fpqvar.model.default import default_paths
+
+    try:
+        default_paths(check=True)
+    except FileNotFoundError as e:
+        pytest.skip(f"default model assets missing: {e}")
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    common = ["eval", "--classes", "0-1", "--per-class", "2", "--batch", "1", "--no-figures", "--no-progress"]
+    one = subprocess.run([sys.executable, "-m", "fpqvar", *common, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "fpqvar", *common,
+                          "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    a1, l1 = load_packed(tmp_path / "one" / "fp16" / PACKED)
+    a2, l2 = load_packed(tmp_path / "two" / "fp16" / PACKED)
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(l1, l2)
