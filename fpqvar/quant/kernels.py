@@ -157,6 +157,19 @@ def _check_rounding(rounding: str) -> None:
         raise ValueError(f"rounding must be 'rne' or 'ties_up', got {rounding!r}")
 
 
+@lru_cache(maxsize=256)
+def _const(value, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def _sc(value, like: torch.Tensor, dtype: torch.dtype):
+    """A scalar operand as a cached 0-dim tensor of ``dtype``: eager ops then skip wrapping and casting a Python
+    scalar (a few microseconds each, which add up on small layers). Plain Python scalars under torch.compile."""
+    if torch.compiler.is_compiling():
+        return value
+    return _const(value, dtype, like.device)
+
+
 def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, dfq: bool = False):
     """Round float32 ``t`` (clamped, scaled units) onto ``grid``: ``(r, tie, half)``; ``t`` is kept.
 
@@ -165,13 +178,15 @@ def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, dfq: bool = Fal
     negative ``t`` reads as a negative int32 and the clamp to ``emin`` takes it (needs ``emin == mbits``, checked
     in :func:`quantize_act_dfq`). ``tie``: ``t`` exactly halfway between two grid points; ``half``: half the step.
     """
+    i32 = torch.int32
     mask = 0xFF800000 - (1 << 32) if dfq else _EXP  # sign + exponent (as a negative int32) / exponent
-    eb = torch.bitwise_and(t.view(torch.int32), mask).clamp_(min=(grid.emin + 127) << 23)  # 2**max(e, emin)
+    eb = torch.bitwise_and(t.view(i32), _sc(mask, t, i32))
+    eb = torch.maximum(eb, _sc((grid.emin + 127) << 23, t, i32), out=eb)  # 2**max(e, emin)
     if rounding == "rne":
         # M = 1.5 * step * 2**23: fl32(t + M) - M rounds t to a multiple of step, ties to even (formats.grid)
-        big = torch.add(eb, ((23 - grid.mbits) << 23) + _HALF).view(torch.float32)  # eb has no mantissa bits
+        big = torch.add(eb, _sc(((23 - grid.mbits) << 23) + _HALF, t, i32)).view(torch.float32)  # eb: no mantissa
         r = torch.add(t, big).sub_(big)
-        half = eb.sub_((grid.mbits + 1) << 23).view(torch.float32)
+        half = eb.sub_(_sc((grid.mbits + 1) << 23, t, i32)).view(torch.float32)
         tie = torch.eq(torch.sub(t, r).abs_(), half)
     elif rounding == "ties_up":
         step = eb.sub_(grid.mbits << 23).view(torch.float32)
@@ -258,12 +273,12 @@ def quantize_act_ranged(x_TI: torch.Tensor, grid: IntGrid, *, group_size: int | 
         s = scale.to(torch.float32).expand(T, G).unsqueeze(-1)
         rng = _guard_and_range(s.clone())
     else:
-        s = _absmax(x_TI.reshape(1, -1) if per_tensor else xg).div_(grid.max_value)
+        s = _absmax(x_TI.reshape(1, -1) if per_tensor else xg).div_(_sc(grid.max_value, xg, torch.float32))
         rng = _guard_and_range(s)
         if per_tensor:
             s = s.expand(T, G).unsqueeze(-1)
     _check_divisor_range(*rng, grid.k)
-    sk = s * 2.0**-grid.k
+    sk = s * _sc(2.0**-grid.k, s, torch.float32)
     blocks = _row_blocks(T, x_TI.shape[1], x_TI.device)
     n = None if len(blocks) == 1 else torch.empty(xg.shape, dtype=torch.int8, device=xg.device)
     for rb in blocks:
