@@ -97,4 +97,6 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             typer.echo(f"{rec.name}: {summary['num_quantized_layers']} quantized layers -> {path} "
                        f"({summary['bytes'] / 2**20:.2f} MiB) in {timings['total_s']:.1f} s")
             for k, v in summary["mean_sqnr_db"].items():
-                typer.echo(f"  mean layer-output SQNR {k:>9}: {v:6.2f} dB")
+                g = summary["mean_gain_vs_rtn_db"].get(k)
+                typer.echo(f"  mean layer-output SQNR {k:>9}: {v:6.2f} dB over {summary['layers_per_stage'][k]} "
+                           "layers" + ("" if g is None else f" ({g:+.2f} dB vs their rtn)"))

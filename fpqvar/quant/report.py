@@ -148,13 +148,24 @@ class QuantReport:
                 "calibration": self.calibration, "summary": self.summary()}
 
     def summary(self) -> dict:
-        """Mean SQNR (dB) over layers of the scale='all' rows, per stage."""
-        acc: dict[str, list[float]] = {}
+        """Per stage, over the layers that have it (scale = all rows): the mean SQNR (dB) and the mean gain over
+        the same layers' ``rtn`` stage (stages exist only where their transform applies, so the plain means
+        cover different layer sets; the gains compare like with like)."""
+        by: dict[str, dict[str, float]] = {}
         for r in self.sqnr:
             if r["scale"] == "all" and math.isfinite(r["sqnr_db"]):
-                acc.setdefault(r["stage"], []).append(r["sqnr_db"])
-        return {"mean_sqnr_db": {k: sum(v) / len(v) for k, v in acc.items()}, "num_quantized_layers":
-                sum(1 for v in self.layers.values() if v.get("weight") or v.get("act"))}
+                by.setdefault(r["layer"], {})[r["stage"]] = r["sqnr_db"]
+        acc: dict[str, list[float]] = {}
+        gain: dict[str, list[float]] = {}
+        for d in by.values():
+            for st, v in d.items():
+                acc.setdefault(st, []).append(v)
+                if st != "rtn" and "rtn" in d:
+                    gain.setdefault(st, []).append(v - d["rtn"])
+        return {"mean_sqnr_db": {k: sum(v) / len(v) for k, v in acc.items()},
+                "mean_gain_vs_rtn_db": {k: sum(v) / len(v) for k, v in gain.items()},
+                "layers_per_stage": {k: len(v) for k, v in acc.items()},
+                "num_quantized_layers": sum(1 for v in self.layers.values() if v.get("weight") or v.get("act"))}
 
     def to_markdown(self, per_scale: bool = True) -> str:
         name = self.recipe.get("name", "?")
@@ -176,6 +187,9 @@ class QuantReport:
             for (layer, sc), d in table.items():
                 lines.append(f"| {layer} | {sc} | " + " | ".join(_fmt_db(d[s]) if s in d else "" for s in stages)
                              + " |")
-            lines += ["", "Mean over layers (scale = all): " + ", ".join(
-                f"{k} {v:.2f} dB" for k, v in self.summary()["mean_sqnr_db"].items())]
+            sm = self.summary()
+            lines += ["", "Mean over the layers that have each stage (scale = all): " + ", ".join(
+                f"{k} {v:.2f} dB ({sm['layers_per_stage'][k]} layers)" for k, v in sm["mean_sqnr_db"].items()),
+                "", "Mean gain over the same layers' rtn: " + ", ".join(
+                f"{k} {v:+.2f} dB" for k, v in sm["mean_gain_vs_rtn_db"].items())]
         return "\n".join(lines) + "\n"
