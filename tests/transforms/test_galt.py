@@ -76,10 +76,11 @@ def test_hand_written_backward_matches_autograd_of_the_definition():
 
 def test_galt_loss_decreases_on_outlier_layer():
     xs, w = _synthetic_layer()
-    cfg = GALTConfig(epochs=8)
+    cfg = GALTConfig(epochs=5, keep="final")
     lam, hist = learn_galt_lambda(xs, w, Q_block=Q128, config=cfg)
-    assert len(hist) == 8 and lam.shape == (256,) and lam.dtype == torch.float32
-    # Observed: the epoch loss drops ~40% in 8 epochs (0.29 -> ~0.17); ask for at least 20%.
+    assert len(hist) == 5 and lam.shape == (256,) and lam.dtype == torch.float32
+    # Observed: the epoch loss drops ~35% in 5 epochs (0.272 -> 0.175, full loss 0.270 -> 0.169); ask for 20%.
+    assert all(b < a for a, b in zip(hist, hist[1:])), hist
     assert hist[-1] < 0.8 * hist[0], hist
     l1 = galt_full_loss(xs, w, torch.ones(256), Q_block=Q128, config=cfg)
     assert galt_full_loss(xs, w, lam, Q_block=Q128, config=cfg) < 0.8 * l1
