@@ -170,16 +170,19 @@ class _Runner:
             return self.load_quantized(qpath, var)
 
         t = time.perf_counter()
+        from fpqvar.eval.sample_set import missing_units
+
+        new_images = sum(u.n for u in missing_units(config, mdir))  # a resumed run times only these
         packed = run_sample_set(build, config, mdir, ctx, progress=self.progress)
         sample_s = time.perf_counter() - t
         row = None
         if ctx.is_main:
-            row = self._evaluate(method, recipe_or_file, is_file, float_model, qpath, packed, sample_s)
+            row = self._evaluate(method, recipe_or_file, is_file, float_model, qpath, packed, sample_s, new_images)
             atomic_write_json(metrics_path, {"plan": self.plan.to_dict(), "row": row})
         ctx.barrier()
         return row
 
-    def _evaluate(self, method, recipe_or_file, is_file, float_model, qpath, packed, sample_s) -> dict:
+    def _evaluate(self, method, recipe_or_file, is_file, float_model, qpath, packed, sample_s, new_images) -> dict:
         from fpqvar.eval.evaluate import evaluate_images
         from fpqvar.eval.report import float_weight_bytes, make_row, weight_bytes_from_file
         from fpqvar.eval.sample_set import load_packed
@@ -203,7 +206,8 @@ class _Runner:
         extra = {"recipe": recipe.name, "floor_fid": m.get("floor_fid"), "floor_n": m.get("floor_n"),
                  "reference": m["reference"],
                  "is_std": m.get("is_std"), "sample_s": sample_s, "eval_s": time.perf_counter() - t,
-                 "quantize_s": quant_s, "images_per_s": len(images) / sample_s if sample_s > 0 else None}
+                 "quantize_s": quant_s, "sampled_images": new_images,
+                 "images_per_s": new_images / sample_s if new_images and sample_s > 0 else None}
         return make_row(method, recipe, m, wbytes, extra)
 
 
