@@ -46,3 +46,29 @@ def test_paper_ordering_proxy():
     print(kl)
     assert kl["fpqvar-w4a4"] < kl["fp4-rtn"] < kl["int4-rtn"], kl
     assert kl["fpqvar-w6a6"] < 0.5 * kl["fpqvar-w4a4"], kl
+
+
+@pytest.mark.parametrize("flags", [{"ght": True}, {"full_hadamard": True}, {"smoothquant_alpha": 0.5},
+                                   {"ght": True, "galt": "default"}])
+def test_transforms_preserve_function_on_default_model(flags):
+    """Quantization off (rules with None specs): the transforms keep the default model's logits. Tolerance as on
+    the random model: relative 1e-4 (float32 rounding of float64-absorbed weights and fused ada_lin rows)."""
+    from fpqvar.model import load_model
+    from fpqvar.model.sampling import sample_tokens
+    from fpqvar.quant import CalibConfig, calibrate, quantize_
+    from fpqvar.quant.recipes import LayerRule, Recipe
+    from fpqvar.transforms.galt import GALTConfig
+
+    try:
+        ref = load_model("default")
+    except FileNotFoundError as e:
+        pytest.skip(f"default model weights not installed: {e}")
+    flags = {k: (GALTConfig() if v == "default" else v) for k, v in flags.items()}
+    var = load_model("default")
+    calib = calibrate(var, CalibConfig(num_samples=20), progress=False)
+    quantize_(var, Recipe("t", (LayerRule("blocks.*", None, None),), **flags), calib, progress=False)
+    res = sample_tokens(ref, 4, [0, 1, 2, 3], seed=1, cfg=1.5, top_k=900, top_p=0.96)
+    with torch.no_grad():
+        x = ref.vae.idx_to_var_input(res.idx_list)
+        y_ref, y = ref(res.labels, x), var(res.labels, x)
+    assert float((y - y_ref).norm() / y_ref.norm()) < 1e-4

@@ -95,11 +95,21 @@ def test_rules_leave_unmatched_layers_float():
     assert type(var.head) is nn.Linear and type(var.blocks[0].ada_lin[1]) is nn.Linear
 
 
-@pytest.mark.parametrize("flags", [{"ght": True}, {"full_hadamard": True}, {"smoothquant_alpha": 0.5}])
+def _galt2():
+    from fpqvar.transforms.galt import GALTConfig
+
+    return GALTConfig(epochs=2)
+
+
+TRANSFORMS = [{"ght": True}, {"full_hadamard": True}, {"smoothquant_alpha": 0.5}, {"ght": True, "galt": "2ep"}]
+
+
+@pytest.mark.parametrize("flags", TRANSFORMS)
 def test_transforms_preserve_function_without_quantization(flags, calib):
-    """The pipeline's rotations / SmoothQuant fusion with both specs None (quantization off) keep the function.
-    Tolerance: float32 rounding of the float64-absorbed weights and the fused ada_lin rows; relative error of
-    the logits below 1e-4 (observed ~1e-6)."""
+    """The pipeline's rotations / SmoothQuant / GALT fusion with both specs None (quantization off) keep the
+    function. Tolerance: float32 rounding of the float64-absorbed weights and the fused ada_lin rows; relative
+    error of the logits below 1e-4 (observed ~1e-6)."""
+    flags = {k: (_galt2() if v == "2ep" else v) for k, v in flags.items()}
     vae, ref = make_small()
     _, var = make_small()
     quantize_(var, Recipe("t", (LayerRule("blocks.*", None, None),), **flags), calib, progress=False)
@@ -109,7 +119,7 @@ def test_transforms_preserve_function_without_quantization(flags, calib):
         x = vae.idx_to_var_input(res.idx_list)
         y_ref, y = ref(res.labels, x), var(res.labels, x)
     assert float((y - y_ref).norm() / y_ref.norm()) < 1e-4
-    if "smoothquant_alpha" not in flags:  # rotation only: ada_lin untouched
+    if "smoothquant_alpha" not in flags and "galt" not in flags:  # rotation only: ada_lin untouched
         assert torch.equal(var.blocks[0].ada_lin[1].weight, ref.blocks[0].ada_lin[1].weight)
 
 
