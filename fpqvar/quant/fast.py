@@ -4,7 +4,9 @@
 
 - ``"exact"`` (the default fast path): plain PyTorch, CPU or CUDA (:mod:`fpqvar.quant.kernels`);
 - ``"compile"``: the same arithmetic with the elementwise stages fused by ``torch.compile`` (first call per
-  process: tens of seconds of compilation);
+  process: one to two minutes of compilation). Measured slower than ``"exact"`` on the dev CPU (0.97x vs 0.75x of
+  float32 over var-d16's layers, ``benchmarks/bench_fast_linear.py``): one compiled call per segment costs more in
+  guards than the fused loop saves;
 - ``"triton"``: CUDA only, hand-written Triton kernels for the elementwise stages
   (:mod:`fpqvar.quant.kernels_triton`); refused with the reason where CUDA or Triton is missing.
 
