@@ -6,7 +6,8 @@ File layout (format version 1):
   narrower codes two per byte (``formats.pack_int4``), 5/6-bit codes four per three bytes (``pack_int6``), 7/8-bit
   codes one per byte; plus ``<name>.weight_scale`` (float32) and, for asymmetric INT, ``<name>.weight_zero_point``;
   static activation scales ``<name>.act_scale``; the online rotation ``<name>.rotation.Q_bb`` (one GHT block or the
-  full Hadamard; the seed is in the metadata too);
+  full Hadamard; the seed is in the metadata too); ``<name>.input_lambda``, the GALT / SmoothQuant lambda for
+  inspection (it is already fused into ada_lin; shared-AdaLN models multiply it online: ``input_scale.lam_C``);
 - every other tensor of the model's state_dict as is: embeddings, head, ada_lin (with GALT / SmoothQuant scales
   already fused into it), biases, unquantized linears, buffers. The VQVAE is not stored: the loader takes it from
   the named model (``default``: the shipped assets) or from ``vae=`` / ``vae_path=``;
@@ -89,6 +90,7 @@ def save_quantized(model: nn.Module, recipe: Recipe | str, path: str | os.PathLi
         if m.rotation is not None:
             info["rotation"] = {"block": int(m.rotation.block), "width": m.rotation.width}
         info["input_scale"] = m.input_scale is not None
+        info["input_lambda"] = m.input_lambda is not None
         layers[name] = info
     cfg = model.config.to_dict()
     vae = getattr(model, "vae", None)
@@ -210,6 +212,8 @@ def _install_structure(var: nn.Module, layers: dict, path: Path) -> None:
         as_ = None if info["act"] is None else QuantSpec.from_dict(info["act"])
         q = QuantLinear(lin.in_features, lin.out_features, bias=bool(info["bias"]), weight_spec=ws, act_spec=as_,
                         rotation=rot, input_scale=scale, dtype=lin.weight.dtype, device=lin.weight.device)
+        if info.get("input_lambda"):
+            q.set_input_lambda(torch.ones(lin.in_features))  # placeholder, loaded with the state_dict
         parent, child = name.rsplit(".", 1)
         setattr(var.get_submodule(parent), child, q)
 

@@ -90,6 +90,9 @@ class QuantLinear(nn.Module):
                 self.register_buffer("weight_zero_point", torch.zeros(self._weight_scale_shape(), device=device))
             else:
                 self.weight_zero_point = None
+        # lambda (GALT / SmoothQuant) already applied upstream (fused into ada_lin): kept for inspection and the
+        # file, never used by the forward. Set by quantize_ / the loader with set_input_lambda.
+        self.input_lambda: torch.Tensor | None = None
         if act_spec is not None and act_spec.static:
             n = 1 if act_spec.granularity == "tensor" else in_features // act_spec.group_size
             self.register_buffer("act_scale", torch.ones(n, device=device))
@@ -130,6 +133,19 @@ class QuantLinear(nn.Module):
                 raise ValueError("QuantLinear.from_linear: a static act spec needs act_scale (from calibration)")
             q.act_scale.copy_(act_scale.reshape(q.act_scale.shape))
         return q
+
+    def set_input_lambda(self, lam_C: torch.Tensor | None) -> None:
+        if lam_C is None:
+            self.input_lambda = None
+            return
+        if tuple(lam_C.shape) != (self.in_features,):
+            raise ValueError(f"QuantLinear.set_input_lambda: need shape ({self.in_features},), got "
+                             f"{tuple(lam_C.shape)}")
+        if "input_lambda" not in self._buffers:
+            del self.input_lambda
+            self.register_buffer("input_lambda", lam_C.detach().to(torch.float32).clone())
+        else:
+            self.input_lambda.copy_(lam_C)
 
     @torch.no_grad()
     def refresh_weight(self) -> None:

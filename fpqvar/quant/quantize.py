@@ -233,6 +233,8 @@ def _quantize_site(model, block, i, site, name, wspec, aspec, recipe: Recipe, Q,
         rotation = OnlineRotation(Q, width=linear.in_features).to(w0.device)
     q = QuantLinear.from_linear(linear, wspec, aspec, rotation=rotation, act_scale=act_scale,
                                 input_scale=input_scale)
+    if lam is not None:
+        q.set_input_lambda(lam.to(w0.device))
     parent_name, child = site.rsplit(".", 1)
     setattr(block.get_submodule(parent_name), child, q)
     info.update({"weight": None if wspec is None else wspec.short(), "act": None if aspec is None else aspec.short()})

@@ -55,6 +55,9 @@ def test_round_trip_exact_with_galt(tmp_path):
     _, _, log_a = _outputs(var, vae)
     loaded = load_quantized(save_quantized(var, r, tmp_path / "q.safetensors"), vae=vae)
     torch.testing.assert_close(_outputs(loaded, vae)[2], log_a, rtol=0, atol=0)
+    lam = var.blocks[1].ffn.fc1.input_lambda  # the learned lambda is in the file (for inspection)
+    assert lam is not None and not torch.equal(lam, torch.ones_like(lam))
+    assert torch.equal(loaded.blocks[1].ffn.fc1.input_lambda, lam) and loaded.blocks[1].attn.proj.input_lambda is None
 
 
 def test_codes_are_packed(tmp_path):
