@@ -9,7 +9,9 @@ Layout of ``out``:
     out/table.md, table.json, figures/*.png, report.html
 
 Calibration runs once (rank 0, on the float model) and is reused by every recipe that needs it. A rerun skips
-methods whose metrics.json matches the plan, reuses quantized files, and samples only the missing units.
+methods whose metrics.json matches the plan, reuses quantized files, and samples only the missing units. All of
+these are keyed by a fingerprint of the float model's checkpoint files (``model_fingerprint``), so a folder is
+never resumed after the weights changed: the run stops with an error instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from fpqvar.io_utils import atomic_write_json
 
 PLAN_VERSION = 1
+_FP_KEY = "fpqvar.eval.float_fingerprint"  # metadata of quantized files made by the pipeline
 FLOAT_RECIPE = "fp16"  # the float model under its paper name (float32 on CPU unless --dtype says otherwise)
 
 
@@ -80,6 +83,43 @@ class EvalPlan:
                 "backend": self.backend}
 
 
+_FULL_HASH_MAX_BYTES = 1 << 30
+_PARTIAL_BYTES = 64 << 20
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of the file; above 1 GiB (official checkpoints) of its size + first and last 64 MiB."""
+    import hashlib
+
+    from fpqvar.eval.reference import file_sha256
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size <= _FULL_HASH_MAX_BYTES:
+        return file_sha256(path)
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(_PARTIAL_BYTES))
+        f.seek(size - _PARTIAL_BYTES)
+        h.update(f.read(_PARTIAL_BYTES))
+    return "partial:" + h.hexdigest()
+
+
+def model_files(plan: "EvalPlan") -> tuple[Path, Path]:
+    """(VAR, VQVAE) checkpoint files that load_model reads for this plan."""
+    if plan.model == "default":
+        from fpqvar.model.default import default_paths
+
+        p = default_paths()
+        return Path(plan.ckpt or p.var), Path(plan.vae or p.vae)
+    from fpqvar.model.checkpoints import official_checkpoint
+    from fpqvar.model.zoo import get_model_spec
+
+    spec = get_model_spec(plan.model)
+    return (Path(plan.ckpt) if plan.ckpt else official_checkpoint(spec.var_ckpt),
+            Path(plan.vae) if plan.vae else official_checkpoint(spec.vae_ckpt))
+
+
 def _method_name(recipe: str) -> str:
     return Path(recipe).stem if recipe.endswith(".json") else recipe
 
@@ -96,6 +136,17 @@ class _Runner:
     def __init__(self, plan: EvalPlan, out: Path, ctx, progress: bool):
         self.plan, self.out, self.ctx, self.progress = plan, out, ctx, progress
         self._calib = None
+        self._fingerprint: str | None = None
+
+    def fingerprint(self) -> str:
+        """16 hex digits identifying the float model's weights (VAR + VQVAE files)."""
+        if self._fingerprint is None:
+            import hashlib
+
+            var_f, vae_f = model_files(self.plan)
+            text = f"var:{file_fingerprint(var_f)}|vae:{file_fingerprint(vae_f)}"
+            self._fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._fingerprint
 
     def load_float(self):
         from fpqvar.model import load_model
@@ -135,6 +186,13 @@ class _Runner:
 
         path = mdir / "quantized.safetensors"
         if path.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                made_from = (f.metadata() or {}).get(_FP_KEY)
+            if made_from != self.fingerprint():
+                raise ValueError(f"{path}: quantized from another float model (fingerprint {made_from} vs now "
+                                 f"{self.fingerprint()}); use another --out or delete {mdir}")
             return path
         recipe = load_recipe(recipe_name)
         var = self.load_float()
@@ -142,7 +200,8 @@ class _Runner:
         calib = self.calibration() if recipe.needs_calibration else None
         rep = quantize_(var, recipe, calib, progress=self.progress)
         atomic_write_json(mdir / "quant_report.json", {**rep.to_dict(), "wall_s": time.perf_counter() - t})
-        return save_quantized(var, recipe, path, model_name=self.plan.model)
+        return save_quantized(var, recipe, path, model_name=self.plan.model,
+                              metadata={_FP_KEY: self.fingerprint()})
 
     def run_method(self, method: str, recipe_or_file: str, is_file: bool, classes) -> dict | None:
         from fpqvar.eval.distributed import run_sample_set
@@ -154,12 +213,12 @@ class _Runner:
         qpath = Path(recipe_or_file) if is_file else mdir / "quantized.safetensors"
         if ctx.is_main:
             mdir.mkdir(parents=True, exist_ok=True)
-            if not float_model and not is_file and not _done(metrics_path, self.plan):
+            if not float_model and not is_file and not _done(metrics_path, self.plan, self.fingerprint()):
                 self.quantize_to_file(recipe_or_file, mdir)
         ctx.barrier()
-        if _done(metrics_path, self.plan):
+        if _done(metrics_path, self.plan, self.fingerprint()):
             return json.loads(metrics_path.read_text())["row"] if ctx.is_main else None
-        model_id = f"{self.plan.model}|{method}|" + (
+        model_id = f"{self.plan.model}@{self.fingerprint()}|{method}|" + (
             "float" if float_model else f"{file_sha256(qpath)[:16]}|{self.plan.backend}")
         config = _sample_config(self.plan, classes, model_id)
 
@@ -178,7 +237,8 @@ class _Runner:
         row = None
         if ctx.is_main:
             row = self._evaluate(method, recipe_or_file, is_file, float_model, qpath, packed, sample_s, new_images)
-            atomic_write_json(metrics_path, {"plan": self.plan.to_dict(), "row": row})
+            atomic_write_json(metrics_path, {"plan": self.plan.to_dict(), "fingerprint": self.fingerprint(),
+                                             "row": row})
         ctx.barrier()
         return row
 
@@ -211,13 +271,14 @@ class _Runner:
         return make_row(method, recipe, m, wbytes, extra)
 
 
-def _done(metrics_path: Path, plan: EvalPlan) -> bool:
+def _done(metrics_path: Path, plan: EvalPlan, fingerprint: str) -> bool:
     if not metrics_path.is_file():
         return False
     try:
-        return json.loads(metrics_path.read_text()).get("plan") == json.loads(json.dumps(plan.to_dict()))
+        d = json.loads(metrics_path.read_text())
     except (json.JSONDecodeError, OSError):
         return False
+    return d.get("plan") == json.loads(json.dumps(plan.to_dict())) and d.get("fingerprint") == fingerprint
 
 
 def run_plan(plan: EvalPlan, out_dir: str | os.PathLike, ctx=None, *, progress: bool = True) -> dict | None:

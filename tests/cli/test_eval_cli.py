@@ -48,6 +48,7 @@ def test_eval_cli_runs_recipes_json(tmp_path, monkeypatch):
 
     monkeypatch.setattr(P._Runner, "load_float", lambda self: make_tiny32(0))
     monkeypatch.setattr(P._Runner, "var_config", lambda self: make_tiny32(0).config)
+    monkeypatch.setattr(P._Runner, "fingerprint", lambda self: "tiny32-seed0")
     cls_path, ref_path = write_domain_assets(tmp_path)
     r = runner.invoke(app, ["eval", "--recipes", "fp16,int4-rtn", "--classes", "0-1", "--per-class", "2",
                             "--batch", "2", "--top-k", "20", "--classifier", str(cls_path), "--reference",

@@ -14,12 +14,14 @@ def tiny_runner(monkeypatch):
     # every load gives the same random tiny model with 32x32 images (the default model's domain)
     monkeypatch.setattr(P._Runner, "load_float", lambda self: make_tiny32(0))
     monkeypatch.setattr(P._Runner, "var_config", lambda self: make_tiny32(0).config)
+    monkeypatch.setattr(P._Runner, "fingerprint", lambda self: "tiny32-seed0")
 
 
 def _plan(tmp_path, recipes, **kw):
     cls_path, ref_path = write_domain_assets(tmp_path)
-    return P.EvalPlan(model="default", recipes=recipes, classes=(0, 1, 2), per_class=2, batch=2, top_k=20,
-                      top_p=0.9, calib_samples=4, classifier=str(cls_path), reference=str(ref_path), **kw)
+    kw = {"classes": (0, 1, 2), "per_class": 2, "batch": 2, **kw}
+    return P.EvalPlan(model="default", recipes=recipes, top_k=20, top_p=0.9, calib_samples=4,
+                      classifier=str(cls_path), reference=str(ref_path), **kw)
 
 
 def test_plan_validation_and_roundtrip():
@@ -60,6 +62,31 @@ def test_recipes_end_to_end_table_resume(tmp_path, tiny_runner):
     assert again["rows"] == table["rows"]
     assert (out / "int4-rtn" / "quantized.safetensors").stat().st_mtime_ns == mtime
     assert next((out / "fp16" / "units").glob("*.npz")).stat().st_mtime_ns == unit_mtime
+
+
+def test_changed_float_weights_are_refused_on_resume(tmp_path, tiny_runner, monkeypatch):
+    plan = _plan(tmp_path, ("fp16", "int4-rtn"), figures=False, classes=(0, 1), per_class=2, batch=1)
+    out = tmp_path / "out"
+    P.run_plan(plan, out, progress=False)
+    (out / "fp16" / "metrics.json").unlink()  # e.g. a run interrupted before the metrics
+    monkeypatch.setattr(P._Runner, "fingerprint", lambda self: "other-weights")
+    with pytest.raises(ValueError, match="other settings.*model_id"):
+        P.run_plan(plan, out, progress=False)
+    with pytest.raises(ValueError, match="another float model"):
+        P.run_plan(P.EvalPlan.from_dict({**plan.to_dict(), "recipes": ["int4-rtn"]}), out, progress=False)
+
+
+def test_file_fingerprint(tmp_path, monkeypatch):
+    import hashlib
+
+    p = tmp_path / "w.bin"
+    p.write_bytes(bytes(range(256)) * 40)
+    assert P.file_fingerprint(p) == hashlib.sha256(p.read_bytes()).hexdigest()
+    monkeypatch.setattr(P, "_FULL_HASH_MAX_BYTES", 1000)
+    monkeypatch.setattr(P, "_PARTIAL_BYTES", 100)
+    data = p.read_bytes()
+    want = hashlib.sha256(str(len(data)).encode() + data[:100] + data[-100:]).hexdigest()
+    assert P.file_fingerprint(p) == "partial:" + want
 
 
 @pytest.mark.slow  # ~30 s on a loaded 2-core machine: matplotlib rendering + activation capture
