@@ -181,7 +181,8 @@ def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, dfq: bool = Fal
     i32 = torch.int32
     mask = 0xFF800000 - (1 << 32) if dfq else _EXP  # sign + exponent (as a negative int32) / exponent
     eb = torch.bitwise_and(t.view(i32), _sc(mask, t, i32))
-    eb = torch.maximum(eb, _sc((grid.emin + 127) << 23, t, i32), out=eb)  # 2**max(e, emin)
+    lo = _sc((grid.emin + 127) << 23, t, i32)
+    eb = eb.clamp_(min=lo) if isinstance(lo, int) else torch.maximum(eb, lo, out=eb)  # 2**max(e, emin)
     if rounding == "rne":
         # M = 1.5 * step * 2**23: fl32(t + M) - M rounds t to a multiple of step, ties to even (formats.grid)
         big = torch.add(eb, _sc(((23 - grid.mbits) << 23) + _HALF, t, i32)).view(torch.float32)  # eb: no mantissa
