@@ -173,11 +173,19 @@ def guard_scale(s: torch.Tensor) -> torch.Tensor:
     return s.masked_fill_(s == 0, 1.0)
 
 
-def pow2_scale(r: torch.Tensor) -> torch.Tensor:
-    """``2**ceil(log2(r))`` for r > 0 from the float32 bit fields (frexp); E8M0 range; r == 0 -> 1."""
+def pow2_scale(r: torch.Tensor, grid_max: float | None = None) -> torch.Tensor:
+    """``2**ceil(log2(r))`` for r > 0 from the float32 bit fields (frexp); E8M0 range; r == 0 -> 1.
+
+    With ``grid_max`` the exponent is also capped so that ``grid_max * scale`` stays a finite float32 (inputs near
+    the float32 maximum then saturate instead of dequantizing to Inf).
+    """
     m, e = torch.frexp(r)  # r = m * 2**e, m in [0.5, 1)
     e = e - (m == 0.5).to(e.dtype)  # exact powers of two keep their exponent
-    e = e.clamp(_E8M0_EMIN, _E8M0_EMAX)
+    emax = _E8M0_EMAX
+    if grid_max is not None:
+        _, e_lim = math.frexp(torch.finfo(torch.float32).max / grid_max)  # = m' * 2**e_lim, m' in [0.5, 1)
+        emax = min(emax, e_lim - 1)
+    e = e.clamp(_E8M0_EMIN, emax)
     s = torch.ldexp(torch.ones_like(r), e)
     return torch.where(r == 0, torch.ones_like(r), s)
 
@@ -185,7 +193,7 @@ def pow2_scale(r: torch.Tensor) -> torch.Tensor:
 def work_absmax_scale(xw: torch.Tensor, fmt: Format, power_of_two_scale: bool = False) -> torch.Tensor:
     """Absmax scale per row of a float32 work view: ``(rows, 1)``."""
     r = _row_absmax(xw).div_(fmt.max_value)
-    return pow2_scale(r) if power_of_two_scale else guard_scale(r)
+    return pow2_scale(r, fmt.max_value) if power_of_two_scale else guard_scale(r)
 
 
 def work_minmax_scale(xw: torch.Tensor, fmt: IntFormat) -> tuple[torch.Tensor, torch.Tensor]:
