@@ -94,7 +94,7 @@ def run_loop(model: torch.nn.Module, cfg: LoopConfig, out_dir: str | Path,
             on_step(step, gen)
         if step % cfg.log_every == 0 or step == cfg.steps:
             rec = {"step": step, "lr": cfg.lr_at(step - 1), "grad_norm": float(gnorm),
-                   "elapsed_s": round(time.time() - t0, 1), **{k: float(v) for k, v in metrics.items()}}
+                   "elapsed_s": round(time.time() - t0, 1), **{k: float(v.detach()) for k, v in metrics.items()}}
             log.append(rec)
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
