@@ -62,8 +62,9 @@ def load_model(name: str, *, ckpt=None, vae_ckpt=None, device="cpu") -> "VAR":
     if name == "default":
         from fpqvar.model.default import default_paths
 
-        paths = default_paths()
-        ckpt, vae_ckpt = ckpt or paths.var, vae_ckpt or paths.vae
+        if ckpt is None or vae_ckpt is None:  # explicit paths need no shipped assets
+            paths = default_paths()
+            ckpt, vae_ckpt = ckpt or paths.var, vae_ckpt or paths.vae
     var_cfg = spec.var
     ckpt_path = ckpt or ck.official_checkpoint(spec.var_ckpt)
     vae_path = vae_ckpt or ck.official_checkpoint(spec.vae_ckpt)

@@ -175,6 +175,8 @@ def forward(q, x: torch.Tensor) -> torch.Tensor:
 
 
 def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear) -> torch.Tensor:
+    if getattr(q, "input_scale", None) is not None:  # online lambda (shared AdaLN, var-d36): before the rotation
+        x = q.input_scale(x)
     xr = q.rotation(x) if q.rotation is not None else x
     x_TI = xr.reshape(-1, q.in_features).to(torch.float32).contiguous()
     if p.static_scale is not None and bool(torch.isnan(x_TI).any()):
