@@ -66,7 +66,7 @@ def compute_domain_reference(net, classifier_sha256: str = ""):
                           M.inception_score(train_logits[idx], IS_SPLIT_SIZE)[0]])
         fid, pn, rn, is_ = np.mean(draws, axis=0)
         floor_by_n[str(n)] = {"fid": float(fid), "precision": float(pn), "recall": float(rn), "is": float(is_),
-                              "draws": len(draws)}
+                              "draws": len(draws), "fid_std": float(np.std(np.array(draws)[:, 0]))}
     floor["by_n"] = floor_by_n
     meta = {
         "reference_set": f"held-out split: {len(held_y)} images, {len(held_y) // 10} per class",

@@ -38,24 +38,24 @@ def domain_metrics(images_NHWC_u8: np.ndarray, labels: np.ndarray | None, ref, n
     mu, sigma = M.feature_stats(feats)
     precision, recall = M.precision_recall(ref.features, feats, k=k)
     is_mean, is_std = M.inception_score(logits, is_split_size)
-    floor_n, floor_fid = floor_for(ref.meta.get("floor", {}), len(images_NHWC_u8))
+    floor_n, floor_fid, floor_std = floor_for(ref.meta.get("floor", {}), len(images_NHWC_u8))
     return {
         "fid": M.frechet_distance(mu, sigma, ref.mu, ref.sigma),
         "is": is_mean, "is_std": is_std, "precision": precision, "recall": recall,
         "class_accuracy": None if labels is None else M.class_accuracy(logits, labels),
         "sfid": None, "num_samples": int(len(images_NHWC_u8)), "reference": ref.label,
-        "floor_fid": floor_fid, "floor_n": floor_n, "k": k, "is_split_size": is_split_size,
+        "floor_fid": floor_fid, "floor_n": floor_n, "floor_fid_std": floor_std, "k": k, "is_split_size": is_split_size,
     }
 
 
-def floor_for(floor: dict, n: int) -> tuple[int | None, float | None]:
-    """(n', real-vs-real FID at n') for the stored size closest to n (log scale); the 1,000-image floor for an
-    older reference without sizes."""
+def floor_for(floor: dict, n: int) -> tuple[int | None, float | None, float | None]:
+    """(n', real-vs-real FID at n', its std over the draws) for the stored size closest to n (log scale); the
+    1,000-image floor for an older reference without sizes."""
     by_n = floor.get("by_n") or {}
     if by_n:
         best = min(by_n, key=lambda k: abs(np.log(int(k) / max(1, n))))
-        return int(best), by_n[best]["fid"]
-    return (None, floor.get("fid")) if floor else (None, None)
+        return int(best), by_n[best]["fid"], by_n[best].get("fid_std")
+    return (None, floor.get("fid"), None) if floor else (None, None, None)
 
 
 def imagenet_metrics(images_NHWC_u8: np.ndarray, ref, extractor, *, k: int = PR_K,

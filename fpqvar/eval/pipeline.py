@@ -264,6 +264,7 @@ class _Runner:
         qrep = Path(qpath).parent / "quant_report.json"
         quant_s = json.loads(qrep.read_text()).get("wall_s") if qrep.is_file() and not float_model else None
         extra = {"recipe": recipe.name, "floor_fid": m.get("floor_fid"), "floor_n": m.get("floor_n"),
+                 "floor_fid_std": m.get("floor_fid_std"),
                  "reference": m["reference"],
                  "is_std": m.get("is_std"), "sample_s": sample_s, "eval_s": time.perf_counter() - t,
                  "quantize_s": quant_s, "sampled_images": new_images,

@@ -120,9 +120,10 @@ def table_markdown(rows: list[dict], *, model: str, reference_label: str, settin
     floor = next((r for r in rows if r.get("floor_fid") is not None), None)
     if floor is not None:
         at = f" at {floor['floor_n']} real images" if floor.get("floor_n") else ""
+        std = f" (std over draws {floor['floor_fid_std']:.2f})" if floor.get("floor_fid_std") else ""
         lines += ["", f"Real-vs-real FID floor{at} (disjoint real sets, same feature network, same reference): "
-                      f"{floor['floor_fid']:.2f}; FID grows as the sample count shrinks, so compare with this "
-                      "floor, not with the 1,000-image one."]
+                      f"{floor['floor_fid']:.2f}{std}; FID grows as the sample count shrinks, so compare with this "
+                      "floor, not with the 1,000-image one; differences within a few std are noise."]
     lines += ["", "Weight bytes: the block linears (qkv, proj, fc1, fc2) as packed in the quantized file "
                   "(codes + float32 scales); float layers at 2 bytes/weight."]
     return "\n".join(lines) + "\n"

@@ -99,15 +99,15 @@ def test_compute_domain_reference_floor(monkeypatch):
     by_n = ref.meta["floor"]["by_n"]
     # the full-size "subset" is the same set in another order: equal up to the round-off of a rank-deficient sqrtm
     assert by_n["30"]["fid"] == pytest.approx(ref.meta["floor"]["fid"], rel=1e-6) and by_n["30"]["draws"] == 1
-    assert by_n["20"]["draws"] == B.FLOOR_DRAWS and by_n["20"]["fid"] > 0
+    assert by_n["20"]["draws"] == B.FLOOR_DRAWS and by_n["20"]["fid"] > 0 and by_n["20"]["fid_std"] >= 0
 
 
 def test_floor_for_picks_the_nearest_size():
     from fpqvar.eval.evaluate import floor_for
 
-    floor = {"fid": 7.0, "by_n": {"100": {"fid": 30.0}, "200": {"fid": 18.0}, "1000": {"fid": 7.0}}}
-    assert floor_for(floor, 200) == (200, 18.0)
-    assert floor_for(floor, 120) == (100, 30.0)
-    assert floor_for(floor, 5000) == (1000, 7.0)
-    assert floor_for({"fid": 7.0}, 50) == (None, 7.0)
-    assert floor_for({}, 50) == (None, None)
+    floor = {"fid": 7.0, "by_n": {"100": {"fid": 30.0, "fid_std": 2.0}, "200": {"fid": 18.0}, "1000": {"fid": 7.0}}}
+    assert floor_for(floor, 200) == (200, 18.0, None)
+    assert floor_for(floor, 120) == (100, 30.0, 2.0)
+    assert floor_for(floor, 5000) == (1000, 7.0, None)
+    assert floor_for({"fid": 7.0}, 50) == (None, 7.0, None)
+    assert floor_for({}, 50) == (None, None, None)
