@@ -36,13 +36,21 @@ class ActivationStats:
         total = sum(self.fc2_counts[b]["total"] for b in blocks)
         return sum(self.fc2_counts[b]["in_band"] for b in blocks) / max(1, total)
 
-    def positive_share(self, block: int | None = None) -> float:
+    def _share(self, key: str, block: int | None) -> float:
         blocks = [block] if block is not None else list(self.fc2_counts)
         total = sum(self.fc2_counts[b]["total"] for b in blocks)
-        return sum(self.fc2_counts[b]["positive"] for b in blocks) / max(1, total)
+        return sum(self.fc2_counts[b].get(key, 0) for b in blocks) / max(1, total)
+
+    def positive_share(self, block: int | None = None) -> float:
+        return self._share("positive", block)
+
+    def nonpositive_share(self, block: int | None = None) -> float:
+        """All values <= 0: GELU-tanh's minimum is -0.17004, so the band [-0.17, 0] misses a sliver at the edge."""
+        return self._share("nonpositive", block)
 
     def summary(self) -> dict:
         return {"fc2_input_share_in_band": self.band_share(), "fc2_input_positive_share": self.positive_share(),
+                "fc2_input_nonpositive_share": self.nonpositive_share(),
                 "band": list(GELU_BAND),
                 "per_block_share_in_band": {str(b): self.band_share(b) for b in sorted(self.fc2_counts)},
                 "absmax_outlier_ratio": {f"{b}.{s}": outlier_ratio(a) for (b, s), a in sorted(self.absmax.items())}}
@@ -66,10 +74,11 @@ class _Capture:
             x = args[0].detach().float().reshape(-1).cpu().numpy()
             lo, hi = GELU_BAND
             c = self.stats.fc2_counts.setdefault(block, {"total": 0, "in_band": 0, "positive": 0, "below": 0,
-                                                          "above": 0})
+                                                          "above": 0, "nonpositive": 0})
             c["total"] += x.size
             c["in_band"] += int(np.count_nonzero((x >= lo) & (x <= hi)))
             c["positive"] += int(np.count_nonzero(x > 0))
+            c["nonpositive"] += int(np.count_nonzero(x <= 0))
             c["below"] += int(np.count_nonzero(x < HIST_EDGES[0]))
             c["above"] += int(np.count_nonzero(x > HIST_EDGES[-1]))
             h, _ = np.histogram(x, bins=HIST_EDGES)

@@ -99,8 +99,8 @@ def make_figures_and_report(runner, methods, classes, table: dict, out: Path) ->
     if floor is not None:
         at = f" at {floor['floor_n']} real images" if floor.get("floor_n") else ""
         notes.append(f"Real-vs-real FID floor{at} (disjoint real sets, same reference): {floor['floor_fid']:.2f}.")
-    notes.append(f"fc2 input share in [-0.17, 0]: {100 * share:.1f} %; positive: {100 * before.positive_share():.1f}"
-                 " %.")
+    notes.append(f"fc2 input (float model): {100 * share:.1f} % in [-0.17, 0], {100 * before.nonpositive_share():.1f}"
+                 f" % <= 0, {100 * before.positive_share():.1f} % > 0 (paper, VAR-d30: 97.6 % in [-0.17, 0]).")
     write_report(out / "report.html", title=f"fpqvar evaluation: {plan.model}", table=table, figures=figs,
                  notes=notes, extra_sections=[("Plan", json.dumps(plan.to_dict(), indent=2)),
                                               ("Activation summary", json.dumps(summary, indent=2))])

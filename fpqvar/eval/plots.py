@@ -77,7 +77,8 @@ def fc2_histogram(stats, path: str | os.PathLike, title: str = "") -> Path:
     ax.set_ylabel("density (log)")
     share, pos = stats.band_share(), stats.positive_share()
     ax.set_title(title or "fc2 input: all blocks, all scales", fontsize=10)
-    ax.text(0.98, 0.95, f"{100 * share:.1f} % in [{GELU_BAND[0]}, 0]\n{100 * pos:.1f} % positive",
+    neg = stats.nonpositive_share()
+    ax.text(0.98, 0.95, f"{100 * share:.1f} % in [{GELU_BAND[0]}, 0]\n{100 * neg:.1f} % <= 0\n{100 * pos:.1f} % > 0",
             transform=ax.transAxes, ha="right", va="top", fontsize=9,
             bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
     ax.legend(loc="upper center", fontsize=8)

@@ -18,6 +18,8 @@ def test_fc2_counts_and_shares_match_a_direct_capture():
     assert c["total"] == x.size
     assert c["in_band"] == np.count_nonzero((x >= GELU_BAND[0]) & (x <= GELU_BAND[1]))
     assert stats.band_share(1) == c["in_band"] / x.size
+    assert stats.nonpositive_share(1) == np.count_nonzero(x <= 0) / x.size
+    assert c["nonpositive"] + c["positive"] == x.size
     assert stats.fc2_hist[1].sum() + c["below"] + c["above"] == x.size
     assert x.min() >= -0.1701  # GELU-tanh never goes below about -0.170
     # per scale: (S, C) absmax; the sampler runs each scale once per class (2 classes x 2 samples x 2 CFG halves)

@@ -49,7 +49,8 @@ def test_plots_and_self_contained_html(tmp_path):
     imgs = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     st = ActivationStats((1, 2, 4), HIST_EDGES)
     st.fc2_hist[0] = rng.integers(0, 100, HIST_EDGES.size - 1)
-    st.fc2_counts[0] = {"total": 1000, "in_band": 900, "positive": 90, "below": 0, "above": 0}
+    st.fc2_counts[0] = {"total": 1000, "in_band": 900, "positive": 90, "below": 0, "above": 0,
+                         "nonpositive": 910}
     paths = [plots.sample_grid([("a", imgs), ("b", imgs[::-1])], tmp_path / "grid.png"),
              plots.fc2_histogram(st, tmp_path / "hist.png"),
              plots.absmax_heatmaps(rng.random((3, 16)) + 0.1, rng.random((3, 16)) + 0.1, (1, 2, 4),
