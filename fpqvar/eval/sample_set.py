@@ -6,7 +6,9 @@ Protocol (shared/spec/var-model.md section 5): ``per_class`` images for every cl
   smaller). Units are ordered by (class, chunk); rank r of a world of W processes does units u with
   ``u % W == r``. A unit is sampled as one batch with its own generator seeded by ``unit_seed`` (below), so
   its images depend only on (base seed, class, chunk, chunk_size, sampler settings, model), never on the
-  number of processes or on which units were done before.
+  number of processes or on which units were done before. Bit-identical images also need the same numerics per
+  process: device type, dtype and, on CPU, threads per process (torchrun sets OMP_NUM_THREADS=1; a plain run
+  with 2 threads was seen to differ by one uint8 level in one value of 12,288, from the decoder's kernels).
 - Each finished unit is written atomically (temp file + rename, ``fpqvar.io_utils``) as
   ``units/c{class:05d}_k{chunk:04d}.npz`` and kept. A rerun skips units whose file exists and validates
   (shape, dtype, labels, seed); a file that does not validate is reported and redone; temp files left by a
