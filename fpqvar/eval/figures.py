@@ -102,6 +102,8 @@ def make_figures_and_report(runner, methods, classes, table: dict, out: Path) ->
     notes.append(f"fc2 input (float model): {100 * share:.1f} % in [-0.17, 0], {100 * before.nonpositive_share():.1f}"
                  f" % <= 0, {100 * before.positive_share():.1f} % > 0 (paper, VAR-d30: 97.6 % in [-0.17, 0]).")
     write_report(out / "report.html", title=f"fpqvar evaluation: {plan.model}", table=table, figures=figs,
-                 notes=notes, extra_sections=[("Plan", json.dumps(plan.to_dict(), indent=2)),
+                 notes=notes, links=[("table.md", "table.md"), ("table.json", "table.json")] + [
+                     (p.name, str(p.relative_to(out))) for _, p in figs],
+                 extra_sections=[("Plan", json.dumps(plan.to_dict(), indent=2)),
                                               ("Activation summary", json.dumps(summary, indent=2))])
     return [str(p.relative_to(out)) for _, p in figs] + ["report.html"]

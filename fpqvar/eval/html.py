@@ -53,8 +53,10 @@ def _table(table: dict) -> str:
 
 
 def write_report(path: str | os.PathLike, *, title: str, table: dict, figures: list[tuple[str, Path]],
-                 notes: list[str] = (), extra_sections: list[tuple[str, str]] = ()) -> Path:
-    """``figures``: (caption, png path); ``extra_sections``: (heading, preformatted text)."""
+                 notes: list[str] = (), extra_sections: list[tuple[str, str]] = (),
+                 links: list[tuple[str, str]] = ()) -> Path:
+    """``figures``: (caption, png path); ``extra_sections``: (heading, preformatted text); ``links``: (label,
+    path relative to the report) of the files beside it (tables, PNGs)."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class='note'>Metrics: {html.escape(table['reference'])}.</p>",
@@ -62,6 +64,9 @@ def write_report(path: str | os.PathLike, *, title: str, table: dict, figures: l
              + "</p>", _table(table)]
     for n in notes:
         parts.append(f"<p class='note'>{html.escape(n)}</p>")
+    if links:
+        parts.append("<p class='note'>Files: " + ", ".join(
+            f"<a href='{html.escape(rel)}'>{html.escape(label)}</a>" for label, rel in links) + "</p>")
     if figures:
         parts.append("<h2>Figures</h2><ul>" + "".join(
             f"<li><a href='#fig{i}'>{html.escape(c)}</a></li>" for i, (c, _) in enumerate(figures)) + "</ul>")
