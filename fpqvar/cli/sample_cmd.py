@@ -39,44 +39,17 @@ def parse_classes(text: str, num_classes: int | None = None) -> list[int]:
 
 
 def load_float_model(name: str, ckpt: Path | None, vae: Path | None, device: str):
-    """The named float model; ``ckpt`` / ``vae`` override its weight files (both given: the shipped assets of
-    ``default`` are not needed)."""
+    """The named float model; ``ckpt`` / ``vae`` override its weight files."""
     from fpqvar.model import load_model
 
-    if ckpt is not None and vae is not None:
-        from fpqvar.model import build_var, build_vqvae
-        from fpqvar.model import checkpoints as ck
-        from fpqvar.model.zoo import VARConfig, get_model_spec
-
-        spec = get_model_spec(name)
-        sd = ck.read_state_dict(ckpt)
-        cfg = spec.var
-        if not ck.detect_attn_l2_norm(sd) and cfg.attn_l2_norm:
-            cfg = VARConfig.from_dict({**cfg.to_dict(), "attn_l2_norm": False})
-        v = ck.load_vqvae_weights(build_vqvae(spec.vae), vae)
-        var = build_var(v, cfg)
-        ck.check_state_dict(var, sd, str(ckpt))
-        var.load_state_dict(sd, strict=True)
-        v.to(device).eval().requires_grad_(False)
-        return var.to(device).eval().requires_grad_(False)
     return load_model(name, ckpt=ckpt, vae_ckpt=vae, device=device)
 
 
 def load_vae(name: str, vae: Path | None, device: str):
     """Only the named model's VQVAE (for a quantized file, which holds everything else)."""
-    from fpqvar.model import build_vqvae
-    from fpqvar.model import checkpoints as ck
-    from fpqvar.model.zoo import get_model_spec
+    from fpqvar.model import load_vqvae
 
-    spec = get_model_spec(name)
-    if vae is None:
-        if name == "default":
-            from fpqvar.model.default import default_paths
-
-            vae = default_paths().vae
-        else:
-            vae = ck.official_checkpoint(spec.vae_ckpt)
-    return ck.load_vqvae_weights(build_vqvae(spec.vae), vae).to(device).eval().requires_grad_(False)
+    return load_vqvae(name, vae_ckpt=vae, device=device)
 
 
 def load_quantized_for(name: str, path: Path, vae: Path | None, device: str):

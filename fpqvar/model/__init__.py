@@ -24,7 +24,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fpqvar.model' has no attribute {name!r}")
 
 __all__ = ["VAR", "VQVAE", "VARConfig", "VQVAEConfig", "MODELS", "ModelSpec", "get_model_spec", "build_vqvae",
-           "build_var", "load_model"]
+           "build_var", "load_model", "load_vqvae"]
 
 
 def build_vqvae(config: VQVAEConfig | None = None, *, device=None, **kwargs) -> "VQVAE":
@@ -53,27 +53,46 @@ def build_var(vae: "VQVAE", config: VARConfig | None = None, *, device=None, **k
         return VAR(vae, config)
 
 
+def _weight_paths(name: str, ckpt=None, vae_ckpt=None, *, need_var: bool = True):
+    """(var path, vae path) of a named model: explicit paths win; ``default`` uses the shipped assets (only when
+    a path is missing), official models their checkpoint files (downloaded if possible)."""
+    from fpqvar.model import checkpoints as ck
+
+    spec = get_model_spec(name)
+    if name == "default" and ((need_var and ckpt is None) or vae_ckpt is None):
+        from fpqvar.model.default import default_paths
+
+        paths = default_paths()
+        ckpt, vae_ckpt = ckpt or paths.var, vae_ckpt or paths.vae
+    if need_var and ckpt is None:
+        ckpt = ck.official_checkpoint(spec.var_ckpt)
+    if vae_ckpt is None:
+        vae_ckpt = ck.official_checkpoint(spec.vae_ckpt)
+    return ckpt, vae_ckpt
+
+
+def load_vqvae(name: str, *, vae_ckpt=None, device="cpu") -> "VQVAE":
+    """Only the named model's VQVAE (eval mode), e.g. for a quantized file that holds everything else."""
+    from fpqvar.model import checkpoints as ck
+
+    _, vae_path = _weight_paths(name, vae_ckpt=vae_ckpt, need_var=False)
+    vae = ck.load_vqvae_weights(build_vqvae(get_model_spec(name).vae), vae_path)
+    return vae.to(device).eval().requires_grad_(False)
+
+
 def load_model(name: str, *, ckpt=None, vae_ckpt=None, device="cpu") -> "VAR":
     """A ready VAR (eval mode) by name: ``default`` loads the shipped weights; official models load
     ``ckpt`` / ``vae_ckpt`` (or the official files, downloaded if possible)."""
     from fpqvar.model import checkpoints as ck
 
-    spec = get_model_spec(name)
-    if name == "default":
-        from fpqvar.model.default import default_paths
-
-        if ckpt is None or vae_ckpt is None:  # explicit paths need no shipped assets
-            paths = default_paths()
-            ckpt, vae_ckpt = ckpt or paths.var, vae_ckpt or paths.vae
-    var_cfg = spec.var
-    ckpt_path = ckpt or ck.official_checkpoint(spec.var_ckpt)
-    vae_path = vae_ckpt or ck.official_checkpoint(spec.vae_ckpt)
+    var_cfg = get_model_spec(name).var
+    ckpt_path, vae_path = _weight_paths(name, ckpt, vae_ckpt)
     sd = ck.read_state_dict(ckpt_path)
     if not ck.detect_attn_l2_norm(sd) and var_cfg.attn_l2_norm:
         var_cfg = VARConfig.from_dict({**var_cfg.to_dict(), "attn_l2_norm": False})
-    vae = ck.load_vqvae_weights(build_vqvae(spec.vae), vae_path)
+    vae = load_vqvae(name, vae_ckpt=vae_path, device="cpu")
     var = build_var(vae, var_cfg)
     ck.check_state_dict(var, sd, str(ckpt_path))
     var.load_state_dict(sd, strict=True)
-    vae.to(device).eval().requires_grad_(False)
+    vae.to(device)
     return var.to(device).eval().requires_grad_(False)
