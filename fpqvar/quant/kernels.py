@@ -253,6 +253,19 @@ def _row_blocks(T: int, I: int, device: torch.device):
     return [slice(r0, min(T, r0 + rows)) for r0 in range(0, T, rows)]
 
 
+def group_scales(x_TI: torch.Tensor, grid: IntGrid, group_size: int | None, scale: torch.Tensor | None = None,
+                 per_tensor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(xg (T, G, g), s (T, G, 1) float32)``: a static ``scale`` broadcast, else the dynamic absmax scale per
+    group (or over the whole tensor with ``per_tensor``); shared by the compile and Triton backends."""
+    xg = _group_view(x_TI, group_size)
+    T, G, _ = xg.shape
+    if scale is not None:
+        return xg, scale.to(torch.float32).expand(T, G).unsqueeze(-1)
+    if per_tensor:
+        return xg, dynamic_scales(x_TI.reshape(1, -1), grid.max_value).expand(T, G).unsqueeze(-1)
+    return xg, dynamic_scales(xg, grid.max_value)
+
+
 def quantize_act(x_TI: torch.Tensor, grid: IntGrid, *, group_size: int | None, rounding: str = "rne",
                  scale: torch.Tensor | None = None, per_tensor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantize float32 ``x_TI`` -> ``(n_TI int8 = grid value * 2**k, s_TG float32)``: the datapath's quantizer.

@@ -69,14 +69,8 @@ def _fns():
 
 def quantize_act(x_TI, grid: K.IntGrid, *, group_size, rounding="rne", scale=None, per_tensor=False):
     """As :func:`kernels.quantize_act` (same results)."""
-    xg = K._group_view(x_TI, group_size)
+    xg, s = K.group_scales(x_TI, grid, group_size, scale, per_tensor)
     T, G, _ = xg.shape
-    if scale is not None:
-        s = scale.to(torch.float32).expand(T, G).unsqueeze(-1)
-    elif per_tensor:
-        s = K.dynamic_scales(x_TI.reshape(1, -1), grid.max_value).expand(T, G).unsqueeze(-1)
-    else:
-        s = K.dynamic_scales(xg, grid.max_value)
     sk = K._scaled_divisor(s, grid.k)
     K._check_rounding(rounding)
     n, tie = _fns()["quant"](xg, sk.contiguous() if scale is None else sk.expand(T, G, 1).contiguous(),

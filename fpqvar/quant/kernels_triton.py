@@ -133,14 +133,8 @@ def triton_cdiv(a: int, b: int) -> int:
 def quantize_act(x_TI, grid: K.IntGrid, *, group_size, rounding="rne", scale=None, per_tensor=False):
     """As :func:`kernels.quantize_act` (same results)."""
     K._check_rounding(rounding)
-    xg = K._group_view(x_TI, group_size)
+    xg, s = K.group_scales(x_TI, grid, group_size, scale, per_tensor)
     T, G, _ = xg.shape
-    if scale is not None:
-        s = scale.to(torch.float32).expand(T, G).unsqueeze(-1)
-    elif per_tensor:
-        s = K.dynamic_scales(x_TI.reshape(1, -1), grid.max_value).expand(T, G).unsqueeze(-1)
-    else:
-        s = K.dynamic_scales(xg, grid.max_value)
     sk = K._scaled_divisor(s, grid.k).expand(T, G, 1)
     n, tie = _launch_quant(xg, sk, sk, grid, grid, rounding, False, scale is not None)
     K._fix_ties(n, tie, xg, sk, grid, rounding)
