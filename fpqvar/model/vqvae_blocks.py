@@ -82,6 +82,14 @@ class _Level(nn.Module):
         self.block = nn.ModuleList()
         self.attn = nn.ModuleList()
 
+    def run_blocks(self, h: torch.Tensor) -> torch.Tensor:
+        """Each res block, followed by its attention block where the level has them."""
+        for j, block in enumerate(self.block):
+            h = block(h)
+            if len(self.attn):
+                h = self.attn[j](h)
+        return h
+
 
 class _Mid(nn.Module):
     def __init__(self, channels: int, using_sa: bool):
@@ -121,10 +129,7 @@ class Encoder(nn.Module):
     def forward(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x_B3HW)
         for level in self.down:
-            for j, block in enumerate(level.block):
-                h = block(h)
-                if len(level.attn):
-                    h = level.attn[j](h)
+            h = level.run_blocks(h)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         h = self.mid(h)
@@ -160,10 +165,7 @@ class Decoder(nn.Module):
     def forward(self, z_BCHW: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z_BCHW))
         for level in reversed(self.up):
-            for j, block in enumerate(level.block):
-                h = block(h)
-                if len(level.attn):
-                    h = level.attn[j](h)
+            h = level.run_blocks(h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))
