@@ -41,6 +41,10 @@ class SelfAttention(nn.Module):
         # Optional hook applied to the cached K / V of earlier scales before they are reused (KV-cache
         # quantization, fpqvar-method.md section 9). Set from outside; None = float cache.
         self.kv_quantizer: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # Optional hooks on the attention matmul operands (sites "q", "k", "v", "attn_map" of model/sites.py),
+        # applied right before the matmuls; k and v include the cached keys / values. Set from outside
+        # (attention quantization); empty = plain scaled-dot-product attention.
+        self.operand_hooks: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
 
     def kv_caching(self, enable: bool) -> None:
         self.caching, self.cached_k, self.cached_v = enable, None, None
@@ -67,7 +71,19 @@ class SelfAttention(nn.Module):
                 v = self.cached_v = torch.cat((prev_v, v), dim=2)
         dt = v.dtype  # under autocast q, k leave the L2-norm in fp32: compute attention in the GEMM dtype
         mask = None if attn_bias is None else attn_bias.to(dt)
-        o_BHLc = F.scaled_dot_product_attention(q.to(dt), k.to(dt), v, attn_mask=mask, scale=self.scale)
+        q, k = q.to(dt), k.to(dt)
+        hooks = self.operand_hooks
+        if not hooks:
+            o_BHLc = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        else:
+            q, k, v = (hooks[n](t) if n in hooks else t for n, t in (("q", q), ("k", k), ("v", v)))
+            if "attn_map" in hooks:  # the softmax map is an operand itself: compute attention explicitly
+                s_BHLL = (q @ k.transpose(-2, -1)) * self.scale
+                if mask is not None:
+                    s_BHLL = s_BHLL + mask
+                o_BHLc = hooks["attn_map"](s_BHLL.float().softmax(dim=-1).to(dt)) @ v
+            else:
+                o_BHLc = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         return self.proj(o_BHLc.transpose(1, 2).reshape(B, L, C))
 
 

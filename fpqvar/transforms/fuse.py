@@ -29,6 +29,7 @@ __all__ = [
     "ADALN_CHUNKS",
     "adaln_fusable",
     "fuse_input_scale_into_adaln",
+    "fuse_input_scale_into_modulation",
     "scale_linear_input_",
     "OnlineScale",
 ]
@@ -75,14 +76,23 @@ def fuse_input_scale_into_adaln(block: nn.Module, site: str, lam_C: torch.Tensor
             f"folded in. Multiply the '{site}' input online instead (fpqvar.transforms.fuse.OnlineScale, or "
             f"fpqvar.transforms.sites.transform_site_ which does this automatically)."
         )
-    lin = block.ada_lin[-1]
-    C = lin.weight.shape[1] if not hasattr(block, "C") else int(block.C)
-    if lin.weight.shape[0] != 6 * C or lin.bias is None:
-        raise ValueError(f"fuse_input_scale_into_adaln: ada_lin must be Linear(C, 6C) with bias, got weight "
-                         f"{tuple(lin.weight.shape)}, bias {'None' if lin.bias is None else tuple(lin.bias.shape)}")
-    lam = _check_lam(lam_C, C, "fuse_input_scale_into_adaln").to(lin.weight.device)
+    C = int(block.C) if hasattr(block, "C") else int(block.ada_lin[-1].weight.shape[1])
     k_scale, k_shift = ADALN_CHUNKS[site]
-    for k, add_lam_minus_1 in ((k_scale, True), (k_shift, False)):
+    fuse_input_scale_into_modulation(block.ada_lin[-1], C, k_scale, k_shift, 6, lam_C)
+
+
+@torch.no_grad()
+def fuse_input_scale_into_modulation(lin: nn.Module, C: int, scale_chunk: int, shift_chunk: int, num_chunks: int,
+                                     lam_C: torch.Tensor) -> None:
+    """Fold ``x * lam`` into the modulation Linear ``lin`` whose output chunks hold ``scale`` and ``shift`` of
+    ``LN(x)(1 + scale) + shift``: rows of the scale chunk and the shift chunk times lam, ``lam - 1`` added to the
+    scale bias (a block's ada_lin: 6 chunks; ``head_nm.ada_lin``: 2 chunks, scale then shift)."""
+    if lin.weight.shape[0] != num_chunks * C or lin.bias is None:
+        raise ValueError(f"fuse_input_scale_into_modulation: the modulation must be Linear(., {num_chunks}C = "
+                         f"{num_chunks * C}) with bias, got weight {tuple(lin.weight.shape)}, bias "
+                         f"{'None' if lin.bias is None else tuple(lin.bias.shape)}")
+    lam = _check_lam(lam_C, C, "fuse_input_scale_into_modulation").to(lin.weight.device)
+    for k, add_lam_minus_1 in ((scale_chunk, True), (shift_chunk, False)):
         rows = slice(k * C, (k + 1) * C)
         w = lin.weight[rows].to(torch.float64) * lam.view(C, 1)
         b = lin.bias[rows].to(torch.float64) * lam
