@@ -8,10 +8,11 @@
 """
 
 from fpqvar.quant.calibrate import CalibConfig, CalibrationData, calibrate
-from fpqvar.quant.export import load_quantized, save_quantized
+from fpqvar.quant.export import save_quantized
+from fpqvar.quant.load import load_quantized
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.quantize import is_quantized, quantize_, set_backend
-from fpqvar.quant.recipes import LayerRule, Recipe, get_recipe, load_recipe, recipe_names
+from fpqvar.quant.recipes import LayerRule, Recipe, Rule, get_recipe, load_recipe, recipe_names
 from fpqvar.quant.report import QuantReport
 from fpqvar.quant.spec import QuantSpec
 
@@ -23,6 +24,7 @@ __all__ = [
     "QuantReport",
     "QuantSpec",
     "Recipe",
+    "Rule",
     "calibrate",
     "get_recipe",
     "is_quantized",

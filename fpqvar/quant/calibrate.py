@@ -6,14 +6,18 @@ every input, both CFG halves. Here the sampled tokens are replayed teacher-force
 same block-causal computation as KV-cached sampling) for the conditional labels and the null class on the same
 tokens, i.e. both CFG halves, and each captured input is split per scale with ``var.begin_ends``.
 
-Memory stays bounded (var-d30: 30 blocks x 4 sites x 10 scales): per (block, site, scale) we keep
+Every linear site of the site table (``fpqvar.model.sites``: word_embed, ada_lin, the block linears, head) is
+captured at the input of its ``nn.Linear`` (inside a ``TransformedInput`` wrapper if the model was transformed
+beforehand, so the rows are what the linear sees). Sites whose input is the class condition (``ada_lin``: one row
+per image, ``per_token=False``) have a single "scale". Memory stays bounded (var-d30: 30 blocks x 4 block
+linears x 10 scales, plus ada_lin and head): per (site, scale) we keep
 
 - the running per-channel absmax over ALL tokens (``absmax_SC``), and
 - a seeded uniform reservoir of at most ``max_tokens_per_scale`` token rows (each row gets a uniform random key;
   the rows with the smallest keys are kept, i.e. a uniform sample without replacement), used by GALT, the format
   search and the SQNR report. Default 512 rows: var-d30 holds about 4.6k rows per (block, site) over its 10
-  scales, ~7.7 GB in float32 for all 120 sites; pass ``sites=`` to keep reservoirs only where needed, or lower
-  the cap. The small first scales keep all their rows (100 samples x 2 halves = 200 rows at scale 0).
+  scales, ~7.7 GB in float32 for its 120 block linears; ``reservoir_sites`` (fnmatch patterns over site names)
+  keeps reservoirs only where needed, or lower the cap. The small first scales keep all their rows (100 samples x 2 halves = 200 rows at scale 0).
 
 Sample s uses class ``classes[s]``; by default one per class 0..N-1 when the model has >= N classes, else
 classes cycle (the default model's 10 classes: 10 samples each for N = 100). Batch ``b`` is sampled with seed
@@ -22,24 +26,22 @@ classes cycle (the default model's 10 classes: 10 samples each for N = 100). Bat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import fnmatch
+from dataclasses import dataclass, field
 
 import torch
 
-from fpqvar.quant.recipes import QUANT_SITES
-from fpqvar.quant.spec import check_version
+from fpqvar.config import ConfigError, StrictConfig
+from fpqvar.model.sites import model_sites
 
-CALIB_VERSION = 1
+CALIB_VERSION = 2
 
-__all__ = ["CalibConfig", "CalibrationData", "SiteStats", "calibrate", "site_names"]
-
-
-def site_names(var, sites=QUANT_SITES) -> list[str]:
-    return [f"blocks.{i}.{s}" for i in range(len(var.blocks)) for s in sites]
+__all__ = ["CalibConfig", "CalibrationData", "SiteStats", "calibrate"]
 
 
 @dataclass(frozen=True)
-class CalibConfig:
+class CalibConfig(StrictConfig):
+    VERSION = CALIB_VERSION
     num_samples: int = 100
     classes: tuple[int, ...] | None = None  # None: 0..N-1, cycling over the model's classes
     seed: int = 0
@@ -48,13 +50,12 @@ class CalibConfig:
     top_p: float = 0.96
     batch_size: int = 10
     max_tokens_per_scale: int = 512
-    reservoir_sites: tuple[str, ...] = QUANT_SITES  # site suffixes that keep token rows
+    reservoir_sites: tuple[str, ...] = ("*",)  # fnmatch patterns over linear site names that keep token rows
     version: int = CALIB_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "reservoir_sites", tuple(self.reservoir_sites))
+        super().__post_init__()
         if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
             if len(self.classes) != self.num_samples:
                 raise ValueError(f"CalibConfig.classes has {len(self.classes)} entries, num_samples is "
                                  f"{self.num_samples}")
@@ -67,11 +68,19 @@ class CalibConfig:
         if self.cfg < 0 or self.top_k < 0 or not 0 <= self.top_p <= 1:
             raise ValueError(f"CalibConfig: cfg >= 0, top_k >= 0, 0 <= top_p <= 1 required, got cfg={self.cfg}, "
                              f"top_k={self.top_k}, top_p={self.top_p}")
-        bad = sorted(set(self.reservoir_sites) - set(QUANT_SITES))
-        if bad:
-            raise ValueError(f"CalibConfig.reservoir_sites: unknown sites {bad}; known {QUANT_SITES}")
-        if self.version != CALIB_VERSION:
-            raise ValueError(f"CalibConfig.version must be {CALIB_VERSION}, got {self.version!r}")
+        if not self.reservoir_sites:
+            raise ConfigError("CalibConfig.reservoir_sites must list at least one site pattern ('*' = all)")
+
+    def keeps_rows(self, site_name: str) -> bool:
+        return any(fnmatch.fnmatchcase(site_name, p) for p in self.reservoir_sites)
+
+    @classmethod
+    def upgrade(cls, d: dict, version: int) -> dict:
+        # version 1 named block-relative suffixes ("ffn.fc1") of the four block linears
+        d = {k: v for k, v in d.items() if k != "version"}
+        if "reservoir_sites" in d:
+            d["reservoir_sites"] = [f"blocks.*.{s}" for s in check_value_list(d["reservoir_sites"])]
+        return d
 
     def class_list(self, num_classes: int) -> list[int]:
         if self.classes is not None:
@@ -81,16 +90,12 @@ class CalibConfig:
             return list(self.classes)
         return [s % num_classes for s in range(self.num_samples)]
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["classes"] = None if self.classes is None else list(self.classes)
-        d["reservoir_sites"] = list(self.reservoir_sites)
-        return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "CalibConfig":
-        check_version("CalibConfig", d, CALIB_VERSION)
-        return cls(**d)
+
+def check_value_list(v) -> list[str]:
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"CalibConfig.reservoir_sites (version 1): expected a list of strings, got {v!r}")
+    return list(v)
 
 
 @dataclass
@@ -142,32 +147,38 @@ class _Collector:
     def __init__(self, var, config: CalibConfig, generator: torch.Generator):
         self.begin_ends = list(var.begin_ends)
         self.cap = config.max_tokens_per_scale
-        self.keep_rows = set(config.reservoir_sites)
+        self.config = config
         self.gen = generator
         self.stats: dict[str, SiteStats] = {}
         self.active = False  # off while sampling: only the teacher-forced pass is captured
 
-    def hook(self, name: str, site: str):
+    def hook(self, name: str):
+        keep = self.config.keeps_rows(name)
+
         def fn(module, args):
             if self.active:
-                self.add(name, site, args[0])
+                self.add(name, args[0], keep)
 
         return fn
 
     @torch.no_grad()
-    def add(self, name: str, site: str, x_BLC: torch.Tensor) -> None:
+    def add(self, name: str, x_BLC: torch.Tensor, keep_rows: bool) -> None:
         x = x_BLC.detach().float()
-        S, C = len(self.begin_ends), x.shape[-1]
+        # token inputs (B, L, C) split per scale; condition inputs (B, C) (ada_lin) are one "scale"
+        spans = self.begin_ends if x.ndim == 3 else [(0, 1)]
+        if x.ndim == 2:
+            x = x.unsqueeze(1)
+        S, C = len(spans), x.shape[-1]
         st = self.stats.get(name)
         if st is None:
             st = self.stats[name] = SiteStats(torch.zeros(S, C, device=x.device),
                                               [x.new_zeros(0, C) for _ in range(S)],
                                               [x.new_zeros(0) for _ in range(S)], [0] * S)
-        for si, (b, e) in enumerate(self.begin_ends):
+        for si, (b, e) in enumerate(spans):
             rows = x[:, b:e].reshape(-1, C)
             st.absmax_SC[si] = torch.maximum(st.absmax_SC[si], rows.abs().amax(dim=0))
             st.seen[si] += rows.shape[0]
-            if site not in self.keep_rows or self.cap == 0:
+            if not keep_rows or self.cap == 0:
                 continue
             keys = torch.rand(rows.shape[0], generator=self.gen, device="cpu").to(x.device)
             all_keys = torch.cat((st.keys[si], keys))
@@ -178,11 +189,14 @@ class _Collector:
             st.keys[si], st.rows[si] = all_keys, all_rows.contiguous()
 
 
-def _find_sites(var) -> dict[str, tuple[str, torch.nn.Module]]:
+def _find_sites(var) -> dict[str, torch.nn.Module]:
+    """Linear site name -> the nn.Linear to hook (unwrapped from a TransformedInput)."""
     out = {}
-    for i, blk in enumerate(var.blocks):
-        for s in QUANT_SITES:
-            out[f"blocks.{i}.{s}"] = (s, blk.get_submodule(s))
+    for s in model_sites(var):
+        if s.kind != "linear":
+            continue
+        mod = var.get_submodule(s.module)
+        out[s.name] = getattr(mod, "linear", mod)
     return out
 
 
@@ -196,7 +210,7 @@ def calibrate(var, config: CalibConfig | None = None, *, progress: bool = True) 
     device = var.pos_1LC.device
     gen = torch.Generator().manual_seed(config.seed)  # reservoir keys (CPU: identical on every device)
     col = _Collector(var, config, gen)
-    handles = [mod.register_forward_pre_hook(col.hook(name, site)) for name, (site, mod) in _find_sites(var).items()]
+    handles = [mod.register_forward_pre_hook(col.hook(name)) for name, mod in _find_sites(var).items()]
     batches = [classes[i:i + config.batch_size] for i in range(0, len(classes), config.batch_size)]
     all_labels, all_tokens = [], []
     it = batches

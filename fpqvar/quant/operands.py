@@ -5,7 +5,8 @@
   ``attn.operand_hooks[role](t)`` right before its matmuls on q ``(B, H, Lq, c)``, k and v ``(B, H, Lk, c)``
   (cached keys / values included) and the softmax map ``(B, H, Lq, Lk)``. The spec's granularity acts along the
   last dim: ``token`` = one scale per (batch, head, token) row over head_dim for q / k / v, per query row over
-  the keys for the map; ``tensor`` = one scale for the whole operand.
+  the keys for the map; ``channel`` (V only, LiteVAR) = one scale per (batch, head, channel) across the tokens;
+  ``tensor`` = one scale for the whole operand; ``fixed_scale`` = a constant scale (LiteVAR's map: 1/256).
 - KV cache (section 9): the cached K and V of earlier scales are fake-quantized right before the current scale's
   K / V are appended (``attn.kv_quantizer``); the current scale's own K / V stay float for that step.
 
@@ -32,6 +33,9 @@ class OperandQuantizer:
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
         from fpqvar.quant.qlinear import quantize_activation
 
+        if self.spec.granularity == "channel":  # per channel across tokens: rows = (B, H, c) over L
+            tok = QuantSpec(**{**self.spec.to_dict(), "granularity": "token"})
+            return quantize_activation(t.transpose(-1, -2), tok).transpose(-1, -2).contiguous()
         return quantize_activation(t, self.spec)
 
 

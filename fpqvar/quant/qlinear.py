@@ -35,6 +35,9 @@ def quantize_activation(x: torch.Tensor, spec: QuantSpec, scale: torch.Tensor | 
     """Fake-quantize a linear's input ``x_..C`` along its last dim (dtype kept)."""
     if spec.dfq is not None:
         return dfq_fake_quantize(x, group_size=_group(spec), variant=spec.dfq, rounding=spec.rounding)
+    if spec.fixed_scale is not None:
+        return fake_quantize(x, spec.fmt, granularity="tensor", rounding=spec.rounding, scale=spec.fixed_scale,
+                             zero_point=0.0 if spec.asymmetric else None)
     gran = None if spec.granularity == "group" else spec.granularity
     return fake_quantize(x, spec.fmt, group_size=_group(spec), granularity=gran, rounding=spec.rounding,
                          scale=scale if spec.static else None, zero_point=zero_point if spec.static else None)

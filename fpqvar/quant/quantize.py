@@ -1,44 +1,51 @@
 """``quantize_(model, recipe, calibration)``: the one entry point (torchao style; design.md "configs as data").
 
-Per block, per quantizable site (fpqvar-method.md section 13), in this order:
+Phases (issue 13):
 
-1. input scaling of the AdaLN-modulated sites (``attn.mat_qkv``, ``ffn.fc1``): SmoothQuant scales from the
-   calibration absmax, or GALT's lambda learned on the calibration rows (pre-rotation inputs; the GALT loss
-   applies lambda then Q itself). lambda is fused into ada_lin's scale / shift rows (zero run-time cost,
-   ``transforms.fuse``); the weight gets ``W / lambda``;
-2. rotation (GHT block 128, or the full randomized Hadamard) of the same sites: the weight absorbs it offline in
-   float64 (``W <- (W / lambda) Q``, one cast), the activation is rotated online inside the QuantLinear;
-3. format search (``fp4-mixed``) on the transformed weight and calibration rows;
-4. the ``nn.Linear`` is swapped for a :class:`QuantLinear` (weights quantized now, activations in the forward);
-5. the report rows for this layer (SQNR before / after each transform) when calibration rows are available.
-
-Then KV-cache quantizers are installed (section 9). Steps 1 and 2 are ordered so that lambda divides the
-unrotated weight, as the GALT objective defines it; the rotation itself needs no calibration.
+1. **resolve**: each site of the model's site table (``fpqvar.model.sites``) gets the specs of the first rule
+   that selects it; a rule that selects no site (or only sites earlier rules already took) is an error naming
+   it, as is a weight spec on an attention operand. Each transform step selects its linear sites.
+2. **plan**: the steps run in recipe order on per-site :class:`~fpqvar.quant.steps.SiteState` objects, seeing
+   the calibration rows as transformed by the earlier steps (``state.rows()``). The result per site: one input
+   transform ``x -> (x lam) Q`` and the final specs.
+3. **apply**: ``fpqvar.transforms.sites.transform_site_`` (the public API) folds lam into the modulation that
+   produces the input (or multiplies it online) and absorbs ``(W / lam) Q`` in float64.
+4. **swap**: each linear site with a rule or a transform becomes a :class:`QuantLinear` (weights quantized now;
+   an online scale / rotation from step 3, or from a ``transform_site_`` the caller applied before, moves into
+   it, so activation quantization sees the transformed input); attention-operand and KV quantizers are
+   installed.
+5. **report**: per-layer, per-scale SQNR after every stage (``fpqvar.quant.report``) when calibration rows exist.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import time
 
 import torch
 import torch.nn as nn
 
+from fpqvar.model.sites import model_sites
 from fpqvar.quant.calibrate import CalibConfig, CalibrationData, calibrate
-from fpqvar.quant.format_search import search_act_format, search_weight_format
-from fpqvar.quant.kv import install_kv_quantizers
+from fpqvar.quant.operands import install_operand_quantizers
 from fpqvar.quant.qlinear import QuantLinear
-from fpqvar.quant.recipes import QUANT_SITES, ROTATED_SITES, Recipe, load_recipe
+from fpqvar.quant.recipes import Recipe, load_recipe
 from fpqvar.quant.report import QuantReport, layer_sqnr_rows
 from fpqvar.quant.spec import QuantSpec
+from fpqvar.quant.steps import PlanContext, SiteState, handler_for
+from fpqvar.transforms.sites import TransformedInput, set_module, transform_site_
 
-__all__ = ["quantize_", "is_quantized", "rotation_matrix", "set_backend"]
-
-_ADALN_SITE = {"attn.mat_qkv": "attn", "ffn.fc1": "ffn"}
+__all__ = ["quantize_", "is_quantized", "set_backend", "resolve_rules", "static_act_scale"]
 
 
 def is_quantized(model: nn.Module) -> bool:
-    return any(isinstance(m, QuantLinear) for m in model.modules()) or any(
-        getattr(getattr(b, "attn", None), "kv_quantizer", None) is not None for b in getattr(model, "blocks", []))
+    if any(isinstance(m, QuantLinear) for m in model.modules()):
+        return True
+    for b in getattr(model, "blocks", []):
+        attn = getattr(b, "attn", None)
+        if getattr(attn, "kv_quantizer", None) is not None or getattr(attn, "operand_hooks", None):
+            return True
+    return False
 
 
 def set_backend(model: nn.Module, backend: str) -> int:
@@ -51,202 +58,180 @@ def set_backend(model: nn.Module, backend: str) -> int:
     return n
 
 
-def rotation_matrix(recipe: Recipe, C: int) -> torch.Tensor | None:
-    """The site rotation's ``(b, b)`` float64 matrix: one GHT block, or the full C x C randomized Hadamard."""
-    from fpqvar.transforms.hadamard import block_hadamard_matrix, random_hadamard
+def resolve_rules(recipe: Recipe, sites) -> dict[str, tuple[QuantSpec | None, QuantSpec | None]]:
+    """Site name -> (weight spec, act spec) of its first matching rule (sites without a rule are absent)."""
+    out: dict[str, tuple] = {}
+    won = [0] * len(recipe.rules)
+    for s in sites:
+        for i, r in enumerate(recipe.rules):
+            if r.matches(s):
+                won[i] += 1
+                if s.kind != "linear" and r.weight is not None:
+                    raise ValueError(f"recipe {recipe.name!r}: rule {i} ({r.pattern!r}) gives a weight spec to "
+                                     f"{s.name!r}, a {s.kind} site without weights; restrict it with 'roles' or "
+                                     "a narrower pattern")
+                if r.act is not None and r.act.granularity == "channel" and s.role != "v":
+                    raise ValueError(f"recipe {recipe.name!r}: rule {i} ({r.pattern!r}) gives {s.name!r} an "
+                                     "activation spec with granularity 'channel', which only the attention V "
+                                     "operand takes (one scale per channel across tokens)")
+                out[s.name] = (r.weight, r.act)
+                break
+    for i, r in enumerate(recipe.rules):
+        if won[i]:
+            continue
+        if any(r.matches(s) for s in sites):
+            raise ValueError(f"recipe {recipe.name!r}: rule {i} ({r.pattern!r}) is shadowed: earlier rules take "
+                             "every site it selects")
+        raise ValueError(f"recipe {recipe.name!r}: rule {i} ({r.pattern!r}"
+                         f"{'' if r.roles is None else ', roles ' + str(list(r.roles))}) selects no site of this "
+                         f"model; site names look like 'blocks.0.attn.mat_qkv', 'blocks.0.ada_lin', 'head', "
+                         f"'blocks.0.attn.k', 'blocks.0.attn.kv'")
+    return out
 
-    if recipe.ght:
-        if C % recipe.ght_block:
-            raise ValueError(f"recipe {recipe.name!r}: GHT block {recipe.ght_block} does not divide C={C}")
-        return block_hadamard_matrix(recipe.ght_block, recipe.hadamard_seed)
-    if recipe.full_hadamard:
-        return random_hadamard(C, recipe.hadamard_seed)
-    return None
 
-
-def _static_act_scale(x_rows: torch.Tensor | None, absmax_C: torch.Tensor | None, spec: QuantSpec) -> torch.Tensor:
-    """Calibrated static scale (symmetric): absmax over calibration / fmt max, per tensor or per channel group."""
-    a = absmax_C if absmax_C is not None else x_rows.abs().amax(dim=0)
-    if spec.granularity == "tensor":
-        a = a.amax().reshape(1)
+def static_act_scale(st: SiteState, spec: QuantSpec) -> torch.Tensor:
+    """Calibrated static scale (symmetric): absmax / fmt max, per tensor or per channel group, of the input as
+    the quantizer sees it (transformed: over the reservoir rows; untransformed: over all calibration tokens)."""
+    if st.transformed:
+        a = torch.cat(st.rows()).abs().amax(dim=0)
     else:
-        a = a.reshape(-1, spec.group_size).amax(dim=1)
+        a = st.absmax_C().float()
+    a = a.amax().reshape(1) if spec.granularity == "tensor" else a.reshape(-1, spec.group_size).amax(dim=1)
     s = a.float() / spec.format.max_value
     return torch.where(s > 0, s, torch.ones_like(s))
 
 
-def _lam_summary(lam: torch.Tensor) -> str:
-    return f"min {float(lam.min()):.3g} mean {float(lam.mean()):.3g} max {float(lam.max()):.3g}"
-
-
-def _history_summary(hist) -> dict:
-    if isinstance(hist, dict):
-        losses = hist.get("loss") or hist.get("losses") or []
-    else:
-        losses = list(hist or [])
-    losses = [float(v) for v in losses]
-    return {"loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
-            "num_steps": len(losses)}
-
-
-def quantize_(model: nn.Module, recipe, calibration: CalibrationData | CalibConfig | None = None, *,
-              progress: bool = True, report: bool = True) -> QuantReport:
-    """Quantize ``model`` (a float VAR) in place with ``recipe`` (a name, Recipe, dict or JSON path).
-
-    ``calibration``: data from :func:`fpqvar.quant.calibrate.calibrate`, or a :class:`CalibConfig` to run it
-    now. Needed by recipes with GALT, SmoothQuant, format search or static activation scales (ValueError
-    otherwise). ``report``: compute the per-layer, per-scale SQNR rows (needs calibration rows).
-    """
-    t0 = time.perf_counter()
-    recipe = load_recipe(recipe)
-    if is_quantized(model):
-        raise ValueError("quantize_: the model is already quantized (it holds QuantLinear modules or KV "
-                         "quantizers); start from a float model")
-    timings: dict[str, float] = {}
-    if isinstance(calibration, CalibConfig):
-        tc = time.perf_counter()
-        calibration = calibrate(model, calibration, progress=progress)
-        timings["calibration_s"] = time.perf_counter() - tc
+def _check_calibration(recipe: Recipe, model, calibration) -> None:
     if recipe.needs_calibration and calibration is None:
-        need = [k for k, v in (("galt", recipe.galt is not None), ("smoothquant",
-                recipe.smoothquant_alpha is not None), ("format_search", recipe.format_search)) if v] or ["static"]
+        need = [t.KIND for t in recipe.transforms if t.NEEDS_CALIBRATION] or ["static activation scales"]
         raise ValueError(f"quantize_: recipe {recipe.name!r} needs calibration data ({', '.join(need)}); pass "
                          "calibration=fpqvar.quant.calibrate.calibrate(model) or a CalibConfig")
     if calibration is not None and tuple(calibration.patch_nums) != tuple(model.patch_nums):
         raise ValueError(f"quantize_: calibration patch_nums {calibration.patch_nums} do not match the model's "
                          f"{tuple(model.patch_nums)}")
+
+
+def quantize_(model: nn.Module, recipe, calibration: CalibrationData | CalibConfig | None = None, *,
+              progress: bool = True, report: bool = True) -> QuantReport:
+    """Quantize ``model`` (a float VAR, possibly transformed with ``transform_site_``) in place with ``recipe``
+    (a name, Recipe, dict or JSON path).
+
+    ``calibration``: data from :func:`fpqvar.quant.calibrate.calibrate`, or a :class:`CalibConfig` to run it
+    now; needed by recipes with calibrated steps or static activation scales (ValueError otherwise). ``report``:
+    compute the per-layer, per-scale SQNR rows (needs calibration rows).
+    """
+    t0 = time.perf_counter()
+    recipe = load_recipe(recipe)
+    if is_quantized(model):
+        raise ValueError("quantize_: the model is already quantized (it holds QuantLinear modules or attention / "
+                         "KV quantizers); start from a float model")
+    timings: dict[str, float] = {}
+    if isinstance(calibration, CalibConfig):
+        tc = time.perf_counter()
+        calibration = calibrate(model, calibration, progress=progress)
+        timings["calibration_s"] = time.perf_counter() - tc
+    _check_calibration(recipe, model, calibration)
     rep = QuantReport(recipe.to_dict(), calibration=None if calibration is None else calibration.config.to_dict())
-    C = int(model.C)
-    Q = rotation_matrix(recipe, C)
-    galt_s = 0.0
-    blocks = list(enumerate(model.blocks))
-    it = blocks
-    if progress and recipe.quantizes_anything:
+    sites = model_sites(model)
+    specs = resolve_rules(recipe, sites)
+    linear = [s for s in sites if s.kind == "linear"]
+    selections = []
+    for k, cfg in enumerate(recipe.transforms):
+        sel = [s for s in linear if any(fnmatch.fnmatchcase(s.name, p) for p in cfg.sites)]
+        if not sel:
+            raise ValueError(f"recipe {recipe.name!r}: transform {k} ({cfg.KIND}) sites {list(cfg.sites)} select no "
+                             "linear site of this model")
+        selections.append((cfg, sel))
+    touched = {s.name for _, sel in selections for s in sel}
+    states: dict[str, SiteState] = {}
+    initial: dict[str, tuple] = {}  # the rule's specs before any step (the report's rtn stage)
+    for s in linear:
+        if s.name not in touched and specs.get(s.name, (None, None)) == (None, None):
+            continue
+        mod = model.get_submodule(s.module)
+        inner = mod.linear if isinstance(mod, TransformedInput) else mod
+        if s.name in touched and isinstance(mod, TransformedInput):
+            raise ValueError(f"quantize_: {s.name} was already transformed with transform_site_; the recipe's "
+                             "transforms would transform it twice (drop them or start from the float model)")
+        w, a = specs.get(s.name, (None, None))
+        initial[s.name] = (w, a)
+        states[s.name] = SiteState(s, inner.weight.detach().float().clone(),
+                                   None if inner.bias is None else inner.bias.detach().float().clone(), w, a,
+                                   s.name in specs, calibration)
+    ctx = PlanContext(model, calibration, progress, timings, rep)
+    # 2. plan
+    for cfg, sel in selections:
+        t = time.perf_counter()
+        handler_for(cfg)(cfg, [states[s.name] for s in sel], ctx)
+        timings[f"{cfg.KIND}_s"] = timings.get(f"{cfg.KIND}_s", 0.0) + time.perf_counter() - t
+    # 3. apply, 4. swap
+    t = time.perf_counter()
+    items = list(states.values())
+    it = items
+    if progress and recipe.quantizes_anything and len(items) > 8:
         from tqdm import tqdm
 
-        it = tqdm(blocks, desc=f"quantize {recipe.name}", unit="block")
-    for i, block in it:
-        for site in QUANT_SITES:
-            name = f"blocks.{i}.{site}"
-            rule = recipe.rule_for(name)
-            wspec, aspec = (None, None) if rule is None else (rule.weight, rule.act)
-            transformed = site in ROTATED_SITES and (recipe.rotation is not None or recipe.galt is not None
-                                                     or recipe.smoothquant_alpha is not None)
-            # no rule: untouched. A rule with both specs None still gets the site transforms (a float layer,
-            # function-preserving) so that transforms can be checked with quantization off.
-            if rule is None or (wspec is None and aspec is None and not transformed):
-                continue
-            t = time.perf_counter()
-            _quantize_site(model, block, i, site, name, wspec, aspec, recipe, Q, calibration, rep, report)
-            galt_s += rep.galt.get(name, {}).pop("_time_s", 0.0)
-            timings.setdefault("sites_s", 0.0)
-            timings["sites_s"] += time.perf_counter() - t
-    if recipe.kv is not None:
-        install_kv_quantizers(model, recipe.kv)
-        rep.kv = {"spec": recipe.kv.to_dict(), "blocks": len(model.blocks)}
-    timings["galt_s"] = galt_s
+        it = tqdm(items, desc=f"quantize {recipe.name}", unit="layer")
+    # apply every transform before any swap: a site's lam may fold into the ada_lin that produces its input,
+    # and that ada_lin (a site itself in some recipes) must be quantized with the folded weight
+    pretransformed = {st.name: isinstance(model.get_submodule(st.site.module), TransformedInput) for st in items}
+    for st in items:
+        if st.transformed:
+            transform_site_(model, st.name, lam_C=st.lam_C, Q=st.Q_bb)
+    for st in it:
+        if not st.transformed:  # the float reference of a modulation producer is its folded weight
+            inner = model.get_submodule(st.site.module)
+            inner = inner.linear if isinstance(inner, TransformedInput) else inner
+            st.w0_OI = inner.weight.detach().float().clone()
+            st.bias_O = None if inner.bias is None else inner.bias.detach().float().clone()
+        _install(model, st, initial[st.name], rep, report, pretransformed[st.name])
+    operand = {name: a for name, (_, a) in specs.items() if a is not None and not name.endswith(".kv")
+               and _is_operand(name, sites)}
+    kv = {name: a for name, (_, a) in specs.items() if a is not None and name.endswith(".kv")}
+    install_operand_quantizers(model, {**operand, **kv})
+    if kv:
+        first = next(iter(kv.values()))
+        rep.kv = {"spec": first.to_dict(), "blocks": len(kv)}
+    if operand:
+        rep.operands = {n: a.short() for n, a in operand.items()}
+    timings["sites_s"] = time.perf_counter() - t
+    timings.setdefault("galt_s", 0.0)
     timings["quantize_total_s"] = time.perf_counter() - t0
     rep.timings_s = timings
     return rep
 
 
-def _quantize_site(model, block, i, site, name, wspec, aspec, recipe: Recipe, Q, calib, rep: QuantReport,
-                   want_report: bool) -> None:
-    linear = block.get_submodule(site)
-    if not isinstance(linear, nn.Linear):
-        raise ValueError(f"quantize_: {name} is a {type(linear).__name__}, expected nn.Linear")
-    w0 = linear.weight.detach().clone()
-    rotated = site in ROTATED_SITES and Q is not None
-    has_rows = calib is not None and calib.has_rows(name)
-    smooth_lam = galt_lam = None
-    info: dict = {"rotation": None, "lambda": None}
-    if site in ROTATED_SITES and recipe.smoothquant_alpha is not None:
-        from fpqvar.transforms.smoothing import smoothquant_scales
+def _is_operand(name: str, sites) -> bool:
+    return any(s.name == name and s.kind == "operand" for s in sites)
 
-        s = smoothquant_scales(calib.absmax(name).to(w0.device), w0, recipe.smoothquant_alpha)
-        smooth_lam = (1.0 / s.double()).float()  # SmoothQuant divides x by s: lambda = 1 / s (section 12)
-        info["lambda"] = "smooth " + _lam_summary(smooth_lam)
-    if site in ROTATED_SITES and recipe.galt is not None:
-        from fpqvar.transforms.galt import learn_galt_lambda
 
-        t = time.perf_counter()
-        x_list = [x.to(w0.device) for x in calib.x_per_scale(name)]
-        b = recipe.galt.block
-        Qg = torch.eye(b, dtype=torch.float64) if Q is None else Q  # GALT without rotation: Q = identity
-        if Qg.shape[0] != b:
-            raise ValueError(f"recipe {recipe.name!r}: galt.block={b} but the site rotation is "
-                             f"{Qg.shape[0]}x{Qg.shape[0]}; set galt.block to the rotation size")
-        galt_lam, hist = learn_galt_lambda(x_list, w0.float(), Q_block=Qg.float(), config=recipe.galt)
-        galt_lam = galt_lam.detach().float()
-        rep.galt[name] = {**_history_summary(hist), "lambda_min": float(galt_lam.min()),
-                          "lambda_mean": float(galt_lam.mean()), "lambda_max": float(galt_lam.max()),
-                          "_time_s": time.perf_counter() - t}
-        info["lambda"] = "galt " + _lam_summary(galt_lam)
-    lam = galt_lam if galt_lam is not None else smooth_lam
-    input_scale = None
-    with torch.no_grad():
-        if lam is not None:
-            from fpqvar.transforms.fuse import OnlineScale, adaln_fusable, fuse_input_scale_into_adaln
-
-            if adaln_fusable(block):
-                fuse_input_scale_into_adaln(block, _ADALN_SITE[site], lam)
-            else:  # shared AdaLN (var-d36): one ada_lin for all blocks, multiply online instead
-                input_scale = OnlineScale(lam).to(w0.device)
-                info["online_scale"] = True
-        if rotated:
-            from fpqvar.transforms.hadamard import rotate_weight_in
-
-            linear.weight.copy_(rotate_weight_in(w0, Q, lam_I=lam))
-            info["rotation"] = f"ght{Q.shape[0]}" if recipe.ght else f"full{Q.shape[0]}"
-        elif lam is not None:
-            linear.weight.copy_((w0.double() / lam.double().to(w0.device)).to(w0.dtype))
-
-    def transform_x(x):
-        x = x if lam is None else x * lam.to(x.device)
-        if rotated:
-            b = Q.shape[0]
-            x = (x.reshape(*x.shape[:-1], -1, b) @ Q.to(x.device, x.dtype)).reshape(x.shape)
-        return x
-
-    # format search (fp4-mixed) on the transformed weight and calibration rows
-    if recipe.format_search:
-        fs = {}
-        if wspec is not None:
-            wspec, fs["weight_mse"] = search_weight_format(linear.weight, wspec, recipe.format_candidates)
-        if aspec is not None and has_rows:
-            x_all = torch.cat([transform_x(x.to(w0.device)) for x in calib.x_per_scale(name)])
-            aspec, fs["act_mse"] = search_act_format(x_all, aspec, recipe.format_candidates)
-        fs["weight"] = None if wspec is None else wspec.fmt
-        fs["act"] = None if aspec is None else aspec.fmt
-        rep.formats[name] = fs
+def _install(model: nn.Module, st: SiteState, initial: tuple, rep: QuantReport, want_report: bool,
+             pretransformed: bool) -> None:
+    s = st.site
+    mod = model.get_submodule(s.module)
+    inner, scale, rot = (mod.linear, mod.scale, mod.rotation) if isinstance(mod, TransformedInput) else \
+        (mod, None, None)
+    if not isinstance(inner, nn.Linear):
+        raise ValueError(f"quantize_: {s.name} holds a {type(inner).__name__}, expected nn.Linear")
     act_scale = None
-    if aspec is not None and aspec.static:
-        if lam is None and not rotated:
-            act_scale = _static_act_scale(None, calib.absmax(name).to(w0.device), aspec)
-        else:  # transformed inputs: absmax over the reservoir rows (the all-token absmax is pre-transform)
-            x_all = torch.cat([transform_x(x.to(w0.device)) for x in calib.x_per_scale(name)])
-            act_scale = _static_act_scale(x_all, None, aspec)
-    rotation = None
-    if rotated:
-        from fpqvar.transforms.hadamard import OnlineRotation
-
-        rotation = OnlineRotation(Q, width=linear.in_features).to(w0.device)
-    q = QuantLinear.from_linear(linear, wspec, aspec, rotation=rotation, act_scale=act_scale,
-                                input_scale=input_scale)
-    if lam is not None:
-        q.set_input_lambda(lam.to(w0.device))
-    parent_name, child = site.rsplit(".", 1)
-    setattr(block.get_submodule(parent_name), child, q)
-    info.update({"weight": None if wspec is None else wspec.short(), "act": None if aspec is None else aspec.short()})
-    rep.layers[name] = info
-    if want_report and has_rows:
-        rows_x = [x.to(w0.device) for x in calib.x_per_scale(name)]
-        rot_fn = None
-        if rotated:
-            b = Q.shape[0]
-            Qf = Q.to(w0.device, torch.float32)
-
-            def rot_fn(t):
-                return (t.reshape(*t.shape[:-1], -1, b) @ Qf).reshape(t.shape)
-        rep.sqnr.extend(layer_sqnr_rows(name, rows_x, w0, linear.bias, wspec, aspec, smooth_lam=smooth_lam,
-                                        galt_lam=galt_lam, rotate=rot_fn, module=q, act_scale=act_scale))
+    if st.aspec is not None and st.aspec.static:
+        act_scale = static_act_scale(st, st.aspec).to(inner.weight.device)
+    q = QuantLinear.from_linear(inner, st.wspec, st.aspec, rotation=rot, act_scale=act_scale, input_scale=scale)
+    if st.lam_C is not None:
+        q.set_input_lambda(st.lam_C.float().to(inner.weight.device))
+    set_module(model, s.module, q)
+    info = {"rotation": st.rotation or (f"user{rot.block}" if rot is not None else None),
+            "lambda": st.info.get("lambda"), "weight": None if st.wspec is None else st.wspec.short(),
+            "act": None if st.aspec is None else st.aspec.short()}
+    if scale is not None:
+        info["online_scale"] = True
+    if "formats" in st.info:
+        info["formats"] = st.info["formats"]
+    rep.layers[s.name] = info
+    if want_report and st.has_rows():
+        stages = [(name, snap.lam_C, snap.Q_bb, snap.wspec, snap.aspec) for name, snap in st.stages]
+        dev = inner.weight.device
+        rows_x = [x.to(dev) for x in st.raw_rows()]
+        rep.sqnr.extend(layer_sqnr_rows(s.name, rows_x, st.w0_OI.to(dev), st.bias_O, *initial,
+                                        stages=stages, module=None if pretransformed else q,
+                                        module_lam=st.lam_C, act_scale=act_scale))

@@ -1,306 +1,114 @@
-"""Recipes: named, versioned, serialisable PTQ configurations (configs as data, torchao ``quantize_`` style).
+"""The named recipes: FPQVAR, its ablation, and the baselines as their authors run them (issue 13).
 
-A :class:`Recipe` is a tuple of :class:`LayerRule` (fnmatch pattern on the module name, weight spec, activation
-spec; the first matching rule wins; ``None`` = leave that tensor in float) plus transform flags. Rules only ever
-apply to the four quantizable linears of each block (``QUANT_SITES``, fpqvar-method.md section 3); every other
-module (ada_lin, embeddings, head, LayerNorm, softmax, the attention matmuls, the VQVAE) stays float.
-
-Transforms act on the two AdaLN-modulated inputs (``attn.mat_qkv`` and ``ffn.fc1``):
-
-- ``ght``: block-diagonal randomized Hadamard (block ``ght_block`` = 128, seed ``hadamard_seed`` = 42, section 7);
-- ``full_hadamard``: one randomized Hadamard of size C (QuaRot-style baseline, section 12);
-- ``galt``: learned per-channel lambda (``transforms.galt.GALTConfig``, section 8), fused into ada_lin;
-- ``smoothquant_alpha``: SmoothQuant scales (section 12), fused into ada_lin.
-
-``kv``: fake-quantize the cached K/V of earlier scales per token and head (section 9). ``format_search``: pick
-each quantized tensor's FP4 format among ``format_candidates`` by MSE on calibration data ("MixedFormat", 10).
+Every recipe's ``source`` names the repository and file its settings come from, and what could not be known.
+Recipe classes live in ``recipe.py``; step configs in ``steps/``; site names in ``fpqvar.model.sites``.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from fpqvar.quant.spec import QuantSpec, check_version
+from fpqvar.model.sites import BLOCK_LINEARS
+from fpqvar.quant.recipe import RECIPE_VERSION, LayerRule, Recipe, Rule
+from fpqvar.quant.spec import QuantSpec
+from fpqvar.quant.steps import GALT, GHT, FullHadamard
 
-RECIPE_VERSION = 1
+__all__ = ["RECIPE_VERSION", "QUANT_SITES", "ROTATED_SITES", "LayerRule", "Rule", "Recipe", "get_recipe",
+           "load_recipe", "recipe_names", "RENAMED"]
 
-# The quantizable linears of block i (fpqvar-method.md section 3), as module-name suffixes.
-QUANT_SITES = ("attn.mat_qkv", "attn.proj", "ffn.fc1", "ffn.fc2")
-# Sites whose input is LN(x)(1 + scale) + shift: rotations and input scalings apply (sections 7, 8).
+# block-relative paths of the four block GEMMs (kept for callers of the version-1 API)
+QUANT_SITES = tuple(BLOCK_LINEARS.values())
 ROTATED_SITES = ("attn.mat_qkv", "ffn.fc1")
 
-__all__ = ["RECIPE_VERSION", "QUANT_SITES", "ROTATED_SITES", "LayerRule", "Recipe", "get_recipe",
-           "load_recipe", "recipe_names"]
-
-
-@dataclass(frozen=True)
-class LayerRule:
-    """``pattern`` (fnmatch on the module name, e.g. ``blocks.*.ffn.fc2``) -> weight / activation specs."""
-
-    pattern: str
-    weight: QuantSpec | None = None
-    act: QuantSpec | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.pattern, str) or not self.pattern:
-            raise ValueError(f"LayerRule.pattern must be a non-empty string, got {self.pattern!r}")
-        for name in ("weight", "act"):
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, QuantSpec):
-                raise ValueError(f"LayerRule({self.pattern!r}).{name} must be a QuantSpec or None, got "
-                                 f"{type(v).__name__}")
-        w, a = self.weight, self.act
-        if w is not None:
-            if w.granularity == "token":
-                raise ValueError(f"LayerRule({self.pattern!r}).weight.granularity 'token' is for activations; "
-                                 "use 'channel' (one scale per output row)")
-            if w.dfq is not None or w.static:
-                raise ValueError(f"LayerRule({self.pattern!r}).weight: dfq / static apply to activations only")
-        if a is not None:
-            if a.granularity == "channel":
-                raise ValueError(f"LayerRule({self.pattern!r}).act.granularity 'channel' is for weights; use "
-                                 "'token', 'group' or 'tensor'")
-            if a.static and (a.granularity == "token" or a.asymmetric):
-                raise ValueError(f"LayerRule({self.pattern!r}).act: static scales need a symmetric format and "
-                                 f"granularity 'tensor' or 'group', got {a.fmt!r} / {a.granularity!r}")
-
-    def matches(self, name: str) -> bool:
-        return fnmatch.fnmatchcase(name, self.pattern)
-
-    def to_dict(self) -> dict:
-        return {"pattern": self.pattern, "weight": None if self.weight is None else self.weight.to_dict(),
-                "act": None if self.act is None else self.act.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LayerRule":
-        if not isinstance(d, dict) or "pattern" not in d:
-            raise ValueError(f"LayerRule.from_dict: expected a dict with 'pattern', got {d!r}")
-        unknown = sorted(set(d) - {"pattern", "weight", "act"})
-        if unknown:
-            raise ValueError(f"LayerRule({d['pattern']!r}): unknown keys {unknown}")
-        w, a = d.get("weight"), d.get("act")
-        return cls(d["pattern"], None if w is None else QuantSpec.from_dict(w),
-                   None if a is None else QuantSpec.from_dict(a))
-
-
-def _galt_cls():
-    from fpqvar.transforms.galt import GALTConfig
-
-    return GALTConfig
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    rules: tuple[LayerRule, ...] = ()
-    ght: bool = False
-    ght_block: int = 128
-    hadamard_seed: int = 42
-    full_hadamard: bool = False
-    galt: object | None = None  # transforms.galt.GALTConfig
-    smoothquant_alpha: float | None = None
-    kv: QuantSpec | None = None
-    format_search: bool = False
-    format_candidates: tuple[str, ...] = ("e1m2", "e2m1", "e3m0")
-    description: str = ""
-    version: int = RECIPE_VERSION
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"Recipe.name must be a non-empty string, got {self.name!r}")
-        object.__setattr__(self, "rules", tuple(self.rules))
-        object.__setattr__(self, "format_candidates", tuple(self.format_candidates))
-        for i, r in enumerate(self.rules):
-            if not isinstance(r, LayerRule):
-                raise ValueError(f"Recipe({self.name!r}).rules[{i}] must be a LayerRule, got {type(r).__name__}")
-        if self.ght and self.full_hadamard:
-            raise ValueError(f"Recipe({self.name!r}): ght and full_hadamard are exclusive (one rotation per site)")
-        if not isinstance(self.ght_block, int) or self.ght_block < 1 or self.ght_block & (self.ght_block - 1):
-            raise ValueError(f"Recipe({self.name!r}).ght_block must be a power of two, got {self.ght_block!r}")
-        if self.galt is not None and not isinstance(self.galt, _galt_cls()):
-            raise ValueError(f"Recipe({self.name!r}).galt must be a GALTConfig or None, got "
-                             f"{type(self.galt).__name__}")
-        a = self.smoothquant_alpha
-        if a is not None and not (isinstance(a, (int, float)) and 0.0 <= a <= 1.0):
-            raise ValueError(f"Recipe({self.name!r}).smoothquant_alpha must be None or in [0, 1], got {a!r}")
-        if a is not None and self.galt is not None:
-            raise ValueError(f"Recipe({self.name!r}): smoothquant_alpha and galt both scale the qkv/fc1 inputs; "
-                             "pick one")
-        if self.kv is not None:
-            if not isinstance(self.kv, QuantSpec):
-                raise ValueError(f"Recipe({self.name!r}).kv must be a QuantSpec or None")
-            if self.kv.dfq is not None or self.kv.static or self.kv.granularity == "channel":
-                raise ValueError(f"Recipe({self.name!r}).kv: dynamic, non-DFQ, per token / group / tensor only")
-        from fpqvar.formats import get_format
-
-        for f in self.format_candidates:
-            get_format(f)
-        if self.format_search and len(self.format_candidates) < 2:
-            raise ValueError(f"Recipe({self.name!r}).format_candidates needs >= 2 formats with format_search")
-        if self.version != RECIPE_VERSION:
-            raise ValueError(f"Recipe({self.name!r}).version must be {RECIPE_VERSION}, got {self.version!r}")
-
-    # ------------------------------------------------------------------ rules
-    def rule_for(self, name: str) -> LayerRule | None:
-        """First rule whose pattern matches ``name`` (None: no rule, the layer stays float)."""
-        for r in self.rules:
-            if r.matches(name):
-                return r
-        return None
-
-    def specs_for(self, name: str) -> tuple[QuantSpec | None, QuantSpec | None]:
-        r = self.rule_for(name)
-        return (None, None) if r is None else (r.weight, r.act)
-
-    @property
-    def rotation(self) -> str | None:
-        return "ght" if self.ght else "full" if self.full_hadamard else None
-
-    @property
-    def needs_calibration(self) -> bool:
-        static = any(r.act is not None and r.act.static for r in self.rules)
-        return self.galt is not None or self.smoothquant_alpha is not None or self.format_search or static
-
-    @property
-    def quantizes_anything(self) -> bool:
-        return any(r.weight is not None or r.act is not None for r in self.rules) or self.kv is not None
-
-    # ------------------------------------------------------------------ serialisation
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name, "version": self.version, "description": self.description,
-            "rules": [r.to_dict() for r in self.rules],
-            "ght": self.ght, "ght_block": self.ght_block, "hadamard_seed": self.hadamard_seed,
-            "full_hadamard": self.full_hadamard,
-            "galt": None if self.galt is None else self.galt.to_dict(),
-            "smoothquant_alpha": self.smoothquant_alpha,
-            "kv": None if self.kv is None else self.kv.to_dict(),
-            "format_search": self.format_search, "format_candidates": list(self.format_candidates),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Recipe":
-        if not isinstance(d, dict):
-            raise ValueError(f"Recipe.from_dict: expected a dict, got {type(d).__name__}")
-        check_version("Recipe", d, RECIPE_VERSION)
-        known = {"name", "version", "description", "rules", "ght", "ght_block", "hadamard_seed", "full_hadamard",
-                 "galt", "smoothquant_alpha", "kv", "format_search", "format_candidates"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Recipe: unknown keys {unknown}")
-        if "name" not in d:
-            raise ValueError("Recipe: missing key 'name'")
-        kw = {k: v for k, v in d.items() if k not in ("rules", "galt", "kv")}
-        rules = d.get("rules", [])
-        if not isinstance(rules, list):
-            raise ValueError(f"Recipe({d['name']!r}).rules must be a list, got {type(rules).__name__}")
-        kw["rules"] = tuple(LayerRule.from_dict(r) for r in rules)
-        if d.get("galt") is not None:
-            kw["galt"] = _galt_cls().from_dict(d["galt"])
-        if d.get("kv") is not None:
-            kw["kv"] = QuantSpec.from_dict(d["kv"])
-        return cls(**kw)
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "<json>") -> "Recipe":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{source}: not valid JSON ({e})") from None
-        try:
-            return cls.from_dict(d)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{source}: {e}") from None
-
-
-# ---------------------------------------------------------------------------------------------- named recipes
-def _all(w: QuantSpec | None, a: QuantSpec | None) -> tuple[LayerRule, ...]:
-    return (LayerRule("blocks.*", w, a),)
-
-
-def _w(fmt: str, gran: str, g: int | None = None) -> QuantSpec:
-    return QuantSpec(fmt, gran, g if gran == "group" else None)
-
-
-_FP4_G = _w("e2m1", "group", 128)  # section 5: E2M1 per group of 128 for W and A
-_DFQ4 = QuantSpec("e2m1", "group", 128, dfq="fp4")  # section 6
-_E2M3_CH, _E2M3_TOK = _w("e2m3", "channel"), _w("e2m3", "token")
-_DFQ6 = QuantSpec("e2m3", "token", None, dfq="fp6")
-_KV6 = QuantSpec("e2m3", "token", None)  # section 9: E2M3 per token per head (absmax over head_dim)
+_BLOCK = tuple(BLOCK_LINEARS)  # roles mat_qkv, proj, fc1, fc2
 _FC2 = "blocks.*.ffn.fc2"
+_UP = "PKU-SEC-Lab/FPQVAR"
 
 
-def _int_rtn(bits: int) -> tuple[LayerRule, ...]:
-    # Upstream's INT path: symmetric per-channel W, per-token A (section 10). All four linears here;
-    # the litevar recipes reproduce the "fc2 left in float" variant.
-    return _all(_w(f"int{bits}", "channel"), _w(f"int{bits}", "token"))
+def _s(fmt: str, gran: str = "group", g: int | None = None, **kw) -> QuantSpec:
+    return QuantSpec(fmt, gran, (g or 128) if gran == "group" else None, **kw)
 
 
-def _litevar(bits: int) -> tuple[LayerRule, ...]:
-    # LiteVAR (section 11): asymmetric min-max per-channel W, dynamic per-token asymmetric A, fc2 skipped.
-    return (LayerRule(_FC2, None, None),) + _all(_w(f"uint{bits}", "channel"), _w(f"uint{bits}", "token"))
+_FP4 = _s("e2m1")  # E2M1 per group 128, W and A (fpqvar-method.md section 5)
+_DFQ4 = _s("e2m1", dfq="fp4")  # section 6
+_E2M3_CH, _E2M3_TOK = _s("e2m3", "channel"), _s("e2m3", "token")
+_DFQ6 = _s("e2m3", "token", dfq="fp6")
+_KV6 = _s("e2m3", "token")  # section 9: E2M3 per token per head (absmax over head_dim)
 
 
-def _named() -> dict[str, Recipe]:
-    try:
-        galt = _galt_cls()()
-    except ImportError:  # transforms.galt not importable: the GALT recipes are reported missing, not faked
-        galt = None
+def _blocks(w: QuantSpec | None, a: QuantSpec | None) -> Rule:
+    return Rule("blocks.*", w, a, roles=_BLOCK)
+
+
+def _fpqvar(name: str, transforms, description: str, fc2_act=_DFQ4, w=_FP4, a=_FP4) -> Recipe:
+    return Recipe(name, (Rule(_FC2, w, fc2_act), _blocks(w, a)), tuple(transforms), description,
+                  source=f"{_UP}: run.sh (FP4 / FP6 configurations), quant_utils.py (formats, DFQ kernel), "
+                         "rotate_utils/ (GHT), learnable_transformation/ (GALT)")
+
+
+def _named() -> list[Recipe]:
+    ght, galt = GHT(), GALT()
     r = [
         Recipe("fp16", (), description="no quantization (the float model, named as in the paper)"),
-        Recipe("int4-rtn", _int_rtn(4), description="INT4 RTN: symmetric per-channel W, per-token A"),
-        Recipe("int6-rtn", _int_rtn(6), description="INT6 RTN: symmetric per-channel W, per-token A"),
-        Recipe("litevar-int4", _litevar(4), description="LiteVAR W4A4: asymmetric per-channel W / per-token A, "
-                                                        "fc2 float"),
-        Recipe("litevar-int6", _litevar(6), description="LiteVAR W6A6: asymmetric per-channel W / per-token A, "
-                                                        "fc2 float"),
-        Recipe("fp4-rtn", _all(_FP4_G, _FP4_G), description="FP4 baseline: E2M1 per group 128, W and A"),
-        Recipe("fp6-rtn", _all(_E2M3_CH, _w("e3m2", "token")),
-               description="FP6 baseline: W E2M3 per channel, A E3M2 per token"),
-        Recipe("fp4-mixed", _all(_FP4_G, _FP4_G), format_search=True,
-               description="FP4 MixedFormat: per-layer e1m2/e2m1/e3m0 for W and A by MSE, group 128"),
-        Recipe("smoothquant-int8", _int_rtn(8), smoothquant_alpha=0.5,
-               description="SmoothQuant W8A8 (alpha 0.5 at qkv/fc1), per-channel W, per-token A"),
-        Recipe("smoothquant-int4", _int_rtn(4), smoothquant_alpha=0.5,
-               description="SmoothQuant W4A4 (alpha 0.5 at qkv/fc1), per-channel W, per-token A"),
-        Recipe("quarot-fp4", _all(_FP4_G, _FP4_G), full_hadamard=True,
-               description="full randomized Hadamard at qkv/fc1 inputs + FP4 RTN"),
+        # ---------------------------------------------------------------- FPQVAR and its ablation
+        _fpqvar("fpqvar-w4a4", (ght, galt), "FPQVAR FP4: DFQ (fc2 input) + GHT + GALT, E2M1 per group 128"),
+        _fpqvar("fpqvar-dfq", (), "FPQVAR ablation: FP4 baseline + DFQ on the fc2 input only (paper: IS 189.5)"),
+        _fpqvar("fpqvar-dfq-ght", (ght,), "FPQVAR ablation: DFQ + GHT (128-block Hadamard; paper: IS 219.7)"),
+        _fpqvar("fpqvar-dfq-fullht", (FullHadamard(),),
+                "FPQVAR ablation: DFQ + full randomized Hadamard of width C (paper: IS 232.3)"),
+        _fpqvar("fpqvar-w6a6", (ght,), "FPQVAR FP6: DFQ fp6 (fc2 input) + GHT, W E2M3 per channel, A E2M3 per token",
+                fc2_act=_DFQ6, w=_E2M3_CH, a=_E2M3_TOK),
+        # ---------------------------------------------------------------- FP baselines of the paper
+        Recipe("fp4-rtn", (_blocks(_FP4, _FP4),), description="FP4 baseline: E2M1 per group 128, W and A",
+               source=f"{_UP}: run.sh (FP4 without --rotate / --transform)"),
+        Recipe("fp6-rtn", (_blocks(_E2M3_CH, _s("e3m2", "token")),),
+               description="FP6 baseline: W E2M3 per channel, A E3M2 per token",
+               source=f"{_UP}: run.sh; FP6 formats per the paper's summary (W-E2M3 / A-E3M2)"),
+        # ---------------------------------------------------------------- strict INT (all four block linears)
+        Recipe("int4-rtn-strict", (_blocks(_s("int4", "channel"), _s("int4", "token")),),
+               description="INT4 RTN, strict: symmetric per-channel W and per-token A on all four block linears "
+                           "(fc2 included)",
+               source=f"this project: the symmetric, all-four-linears variant of {_UP}'s INT path (the pre-issue-13 "
+                      "int*-rtn recipes)"),
+        Recipe("int6-rtn-strict", (_blocks(_s("int6", "channel"), _s("int6", "token")),),
+               description="INT6 RTN, strict: symmetric per-channel W and per-token A on all four block linears "
+                           "(fc2 included)",
+               source=f"this project: the symmetric, all-four-linears variant of {_UP}'s INT path (the pre-issue-13 "
+                      "int*-rtn recipes)"),
     ]
-    if galt is not None:
-        r.append(Recipe("fpqvar-w4a4", (LayerRule(_FC2, _FP4_G, _DFQ4),) + _all(_FP4_G, _FP4_G), ght=True,
-                        galt=galt, description="FPQVAR FP4: DFQ (fc2 input) + GHT + GALT, E2M1 per group 128"))
-    r += [
-        Recipe("fpqvar-w6a6", (LayerRule(_FC2, _E2M3_CH, _DFQ6),) + _all(_E2M3_CH, _E2M3_TOK), ght=True,
-               description="FPQVAR FP6: DFQ fp6 (fc2 input) + GHT, W E2M3 per channel, A E2M3 per token"),
-    ]
+    r += _baselines()
     out = {x.name: x for x in r}
     for base in ("fpqvar-w4a4", "fpqvar-w6a6"):
-        if base not in out:
-            continue
         b = out[base]
-        d = {**b.to_dict(), "name": f"{base}-kv6", "kv": _KV6.to_dict(),
-             "description": b.description + "; FP6 E2M3 KV cache of earlier scales"}
-        out[d["name"]] = Recipe.from_dict(d)
-    return out
+        out[f"{base}-kv6"] = Recipe(f"{base}-kv6", (Rule("blocks.*.attn.kv", None, _KV6),) + b.rules,
+                                    b.transforms, b.description + "; FP6 E2M3 KV cache of earlier scales",
+                                    b.source + "; basic_var.py (--quant_kv --kv_bit 6)")
+    return list(out.values())
 
+
+def _baselines() -> list[Recipe]:
+    from fpqvar.quant.baselines import baseline_recipes
+
+    return baseline_recipes()
+
+
+# old names -> what they became (a clear message instead of a silently different method)
+RENAMED = {
+    "litevar-int4": "litevar-w4a4",
+    "litevar-int6": "litevar-w6a6",
+    "smoothquant-int8": "smoothquant-w8a8",
+    "quarot-fp4": "fpqvar-dfq-fullht (the ablation) or quarot-w4a4 (the peers' QuaRot)",
+    "smoothquant-int4": "smoothquant-w6a6 (the lowest bit width PTQ4ARVG runs SmoothQuant at)",
+}
 
 _RECIPES: dict[str, Recipe] | None = None
 
 
 def _recipes() -> dict[str, Recipe]:
-    global _RECIPES  # built lazily: GALTConfig lives in transforms
-    if _RECIPES is not None:
-        return _RECIPES
-    named = _named()
-    if "fpqvar-w4a4" in named:
-        _RECIPES = named
-    return named
+    global _RECIPES  # built once, on first use (the baselines module imports the step configs)
+    if _RECIPES is None:
+        _RECIPES = {x.name: x for x in _named()}
+    return _RECIPES
 
 
 def recipe_names() -> list[str]:
@@ -311,8 +119,8 @@ def get_recipe(name: str) -> Recipe:
     try:
         return _recipes()[name]
     except KeyError:
-        if name.startswith("fpqvar-w4a4"):
-            raise ValueError(f"recipe {name!r} needs fpqvar.transforms.galt (GALT), which is not importable") from None
+        if name in RENAMED:
+            raise ValueError(f"recipe {name!r} was renamed: use {RENAMED[name]}") from None
         raise ValueError(f"unknown recipe {name!r}; known: {', '.join(_recipes())}") from None
 
 
@@ -327,13 +135,6 @@ def load_recipe(name_or_path: str | Path | Recipe | dict) -> Recipe:
         return _recipes()[s]
     p = Path(s)
     if p.suffix == ".json" or p.is_file():
-        if not p.is_file():
-            raise ValueError(f"recipe file {p} not found")
-        return Recipe.from_json(p.read_text(encoding="utf-8"), source=str(p))
+        return Recipe.from_file(p)
     return get_recipe(s)
 
-
-def __getattr__(name: str):
-    if name == "RECIPES":
-        return dict(_recipes())
-    raise AttributeError(name)

@@ -6,9 +6,9 @@ scale (the pre-transform inputs captured by ``calibrate``), y_hat a quantized va
 
 - ``rtn``: the recipe's formats on the untransformed layer (DFQ replaced by the plain format of its positive side);
 - ``dfq``: + dual-format quantization of the input (fc2, section 6);
-- ``smooth``: + SmoothQuant scales (x / s, W s);
-- ``rotation``: + GHT or the full Hadamard ((x Q), (W Q));
-- ``galt``: + GALT's lambda ((x lambda) Q, (W / lambda) Q);
+- then one stage per recipe step that touched the layer, named by the step (``smooth``: SmoothQuant's x / s,
+  W s; ``rotation``: GHT or the full Hadamard (x Q), (W Q); ``galt``: (x lambda) Q, (W / lambda) Q; ``format``:
+  the searched formats), each the cumulative plan after that step;
 - ``final``: the installed ``QuantLinear`` itself, fed ``x * lambda`` (lambda lives in ada_lin after fusion). It
   equals the last transform stage up to float rounding: a check that the module does what the report measured.
 """
@@ -61,47 +61,71 @@ def _plain(spec: QuantSpec | None) -> QuantSpec | None:
     return QuantSpec(spec.fmt, spec.granularity, spec.group_size, spec.rounding)
 
 
+def _rotate_fn(Q_bb: torch.Tensor | None):
+    if Q_bb is None:
+        return None
+    b = Q_bb.shape[0]
+
+    def rot(t):
+        return (t.reshape(*t.shape[:-1], -1, b) @ Q_bb.to(t.device, torch.float32)).reshape(t.shape)
+    return rot
+
+
+def _stage_fn(w0, b, lam, rotate, wspec, aspec, act_scale):
+    """The stage's quantized layer as a function of the untransformed input x (weight quantized once)."""
+    ws = w0 if lam is None else w0 / lam
+    ws = rotate(ws) if rotate is not None else ws
+    w_hat = fake_quant_weight(ws, wspec).float()
+
+    def f(x):
+        xs = x if lam is None else x * lam
+        xs = rotate(xs) if rotate is not None else xs
+        xq = xs if aspec is None else quantize_activation(xs, aspec, act_scale)
+        return torch.nn.functional.linear(xq.float(), w_hat, b)
+    return f
+
+
 @torch.no_grad()
 def layer_sqnr_rows(name: str, x_per_scale: list[torch.Tensor], w0_OI: torch.Tensor, bias: torch.Tensor | None,
-                    wspec: QuantSpec | None, aspec: QuantSpec | None, *, smooth_lam: torch.Tensor | None = None,
-                    galt_lam: torch.Tensor | None = None, rotate=None, module=None,
+                    wspec: QuantSpec | None, aspec: QuantSpec | None, *, stages=None,
+                    smooth_lam: torch.Tensor | None = None, galt_lam: torch.Tensor | None = None, rotate=None,
+                    module=None, module_lam: torch.Tensor | None = None,
                     act_scale: torch.Tensor | None = None) -> list[dict]:
-    """Rows ``{layer, scale, stage, sqnr_db, tokens}``; ``rotate(t)`` applies the site's rotation (x Q / W Q).
+    """Rows ``{layer, scale, stage, sqnr_db, tokens}`` of one layer on its calibration rows.
 
-    ``galt_lam`` is the total input scale after GALT (it replaces ``smooth_lam``; the two never combine).
+    ``stages``: ``[(stage, lam_C | None, Q_bb | None, wspec, aspec), ...]``, cumulative plan states after each
+    recipe step (``quantize_`` passes them). Without ``stages`` they are built from ``smooth_lam`` / ``galt_lam``
+    (total input scales) and ``rotate(t)`` (the site's rotation). ``rtn`` (the given formats, DFQ replaced by its
+    positive side's plain format, no transforms) and ``dfq`` come first; ``final`` is ``module`` itself fed
+    ``x * module_lam`` (lambda that lives in ada_lin after fusion).
     """
     w0 = w0_OI.float()
     b = None if bias is None else bias.float()
-
-    def stage(lam, use_rot, aspec_):
-        # the quantized weight of a stage is computed once, then applied to every scale's rows
-        ws = w0 if lam is None else w0 / lam
-        ws = rotate(ws) if use_rot else ws
-        w_hat = fake_quant_weight(ws, wspec).float()
-
-        def f(x):
-            xs = x if lam is None else x * lam
-            xs = rotate(xs) if use_rot else xs
-            xq = xs if aspec_ is None else quantize_activation(xs, aspec_, act_scale)
-            return torch.nn.functional.linear(xq.float(), w_hat, b)
-        return f
-
-    stages = [("rtn", stage(None, False, _plain(aspec)))]
+    fns = [("rtn", _stage_fn(w0, b, None, None, wspec, _plain(aspec), act_scale))]
     if aspec is not None and aspec.dfq is not None:
-        stages.append(("dfq", stage(None, False, aspec)))
-    if smooth_lam is not None:
-        stages.append(("smooth", stage(smooth_lam, False, aspec)))
-    if rotate is not None:
-        stages.append(("rotation", stage(smooth_lam, True, aspec)))
-    if galt_lam is not None:
-        stages.append(("galt", stage(galt_lam, rotate is not None, aspec)))
+        fns.append(("dfq", _stage_fn(w0, b, None, None, wspec, aspec, act_scale)))
+    if stages is None:
+        stages = []
+        if smooth_lam is not None:
+            stages.append(("smooth", smooth_lam, None, wspec, aspec))
+        if rotate is not None:
+            stages.append(("rotation", smooth_lam, rotate, wspec, aspec))
+        if galt_lam is not None:
+            stages.append(("galt", galt_lam, rotate, wspec, aspec))
+        if module_lam is None:
+            module_lam = galt_lam if galt_lam is not None else smooth_lam
+    for st, lam, Q, ws, as_ in stages:
+        rot = Q if callable(Q) else _rotate_fn(Q)
+        lam32 = None if lam is None else lam.to(w0.device, torch.float32)
+        fns.append((st, _stage_fn(w0, b, lam32, rot, ws, as_, act_scale)))
     if module is not None:
-        lam_in = galt_lam if galt_lam is not None else smooth_lam
+        lam_in = module_lam
         if getattr(module, "input_scale", None) is not None:
-            lam_in = None  # the module multiplies by lambda itself (shared AdaLN)
-        stages.append(("final", lambda x: module(x if lam_in is None else x * lam_in).float()))
+            lam_in = None  # the module multiplies by lambda itself (shared AdaLN / no modulation to fold into)
+        lam_in = None if lam_in is None else lam_in.to(w0.device, torch.float32)
+        fns.append(("final", lambda x: module(x if lam_in is None else x * lam_in).float()))
     rows = []
-    tot: dict[str, list[float]] = {st: [0.0, 0.0] for st, _ in stages}  # "all" = pooled signal / error sums
+    tot: dict[str, list[float]] = {st: [0.0, 0.0] for st, _ in fns}  # "all" = pooled signal / error sums
     n_all = 0
     for si, x in enumerate(x_per_scale):
         if x.numel() == 0:
@@ -110,14 +134,14 @@ def layer_sqnr_rows(name: str, x_per_scale: list[torch.Tensor], w0_OI: torch.Ten
         n_all += int(x.shape[0])
         y_ref = torch.nn.functional.linear(x, w0, b).double()
         sig = float(y_ref.pow(2).sum())
-        for st, f in stages:
+        for st, f in fns:
             err = float((y_ref - f(x).double()).pow(2).sum())
             tot[st][0] += sig
             tot[st][1] += err
             rows.append({"layer": name, "scale": si, "stage": st, "sqnr_db": _db(sig, err),
                          "tokens": int(x.shape[0])})
     if n_all:
-        for st, _ in stages:
+        for st, _ in fns:
             rows.append({"layer": name, "scale": "all", "stage": st, "sqnr_db": _db(*tot[st]), "tokens": n_all})
     return rows
 
@@ -137,6 +161,7 @@ class QuantReport:
     galt: dict[str, dict] = field(default_factory=dict)
     formats: dict[str, dict] = field(default_factory=dict)
     kv: dict | None = None
+    operands: dict[str, str] = field(default_factory=dict)  # attention-operand site -> spec label
     timings_s: dict[str, float] = field(default_factory=dict)
     calibration: dict | None = None
     version: int = REPORT_VERSION
@@ -144,7 +169,7 @@ class QuantReport:
     def to_dict(self) -> dict:
         rows = [{**r, "sqnr_db": (None if not math.isfinite(r["sqnr_db"]) else r["sqnr_db"])} for r in self.sqnr]
         return {"version": self.version, "recipe": self.recipe, "layers": self.layers, "sqnr": rows,
-                "galt": self.galt, "formats": self.formats, "kv": self.kv, "timings_s": self.timings_s,
+                "galt": self.galt, "formats": self.formats, "kv": self.kv, "operands": self.operands, "timings_s": self.timings_s,
                 "calibration": self.calibration, "summary": self.summary()}
 
     def summary(self) -> dict:

@@ -12,8 +12,9 @@ Asymmetric INT formats (``uint*``) use min-max scales with a zero point (LiteVAR
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from fpqvar.config import StrictConfig
 from fpqvar.formats import DFQ_VARIANTS, GRANULARITIES, ROUNDINGS, get_format
 
 SPEC_VERSION = 1
@@ -23,27 +24,31 @@ __all__ = ["SPEC_VERSION", "QuantSpec", "check_version"]
 
 def check_version(owner: str, d: dict, current: int) -> None:
     v = d.get("version", current)
-    if not isinstance(v, int) or v > current or v < 1:
+    if type(v) is not int or v > current or v < 1:
         raise ValueError(f"{owner}: unsupported version {v!r} (this fpqvar reads versions 1..{current})")
 
 
 @dataclass(frozen=True)
-class QuantSpec:
+class QuantSpec(StrictConfig):
+    VERSION = SPEC_VERSION
+
     fmt: str
     granularity: str = "group"
     group_size: int | None = 128
     rounding: str = "rne"
     dfq: str | None = None
     static: bool = False
+    fixed_scale: float | None = None  # a constant activation scale (zero point 0), e.g. LiteVAR's 1/256 map
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fmt, str) and hasattr(self.fmt, "ebits"):  # a Format object: store its name
+            object.__setattr__(self, "fmt", self.fmt.name)
+        super().__post_init__()  # strict field types (issue 16 item 3)
         try:
-            f = get_format(self.fmt)
+            get_format(self.fmt)
         except ValueError as e:
             raise ValueError(f"QuantSpec.fmt: {e}") from None
-        if not isinstance(self.fmt, str):
-            object.__setattr__(self, "fmt", f.name)
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"QuantSpec.granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
         if self.granularity == "group":
@@ -67,10 +72,14 @@ class QuantSpec:
                                  f"{self.granularity!r}")
             if self.static:
                 raise ValueError("QuantSpec.static=True is not supported with dfq (DFQ scales are dynamic)")
-        if not isinstance(self.static, bool):
-            raise ValueError(f"QuantSpec.static must be a bool, got {self.static!r}")
-        if self.version != SPEC_VERSION:
-            raise ValueError(f"QuantSpec.version must be {SPEC_VERSION}, got {self.version!r}")
+        if self.fixed_scale is not None:
+            import math
+
+            if not (math.isfinite(self.fixed_scale) and self.fixed_scale > 0):
+                raise ValueError(f"QuantSpec.fixed_scale must be a finite number > 0, got {self.fixed_scale!r}")
+            if self.granularity != "tensor" or self.static or self.dfq is not None:
+                raise ValueError("QuantSpec.fixed_scale needs granularity 'tensor', static=False and no dfq, got "
+                                 f"granularity {self.granularity!r}, static {self.static}, dfq {self.dfq!r}")
 
     @property
     def format(self):
@@ -92,20 +101,5 @@ class QuantSpec:
         """Compact label for tables: ``e2m1/g128``, ``int4/ch``, ``dfq-fp4/g128``."""
         g = {"tensor": "t", "channel": "ch", "token": "tok"}.get(self.granularity, f"g{self.group_size}")
         name = f"dfq-{self.dfq}" if self.dfq else self.fmt
-        return f"{name}/{g}" + ("/static" if self.static else "")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "QuantSpec":
-        if not isinstance(d, dict):
-            raise ValueError(f"QuantSpec.from_dict: expected a dict, got {type(d).__name__}")
-        check_version("QuantSpec", d, SPEC_VERSION)
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"QuantSpec: unknown keys {unknown}")
-        if "fmt" not in d:
-            raise ValueError("QuantSpec: missing key 'fmt'")
-        return cls(**d)
+        fixed = "" if self.fixed_scale is None else f"/s={self.fixed_scale:g}"
+        return f"{name}/{g}" + ("/static" if self.static else "") + fixed

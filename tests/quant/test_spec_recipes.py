@@ -6,9 +6,12 @@ import pytest
 
 from fpqvar.quant.recipes import LayerRule, Recipe, get_recipe, load_recipe, recipe_names
 from fpqvar.quant.spec import QuantSpec
+from fpqvar.quant.steps import GHT, FullHadamard
 
-REQUIRED = ["fp16", "int4-rtn", "int6-rtn", "litevar-int4", "litevar-int6", "fp4-rtn", "fp6-rtn", "fp4-mixed",
-            "smoothquant-int8", "smoothquant-int4", "quarot-fp4", "fpqvar-w4a4", "fpqvar-w6a6", "fpqvar-w4a4-kv6",
+# issue 13's list of named recipes
+REQUIRED = ["fp16", "int4-rtn", "int6-rtn", "int4-rtn-strict", "int6-rtn-strict", "litevar-w4a4", "litevar-w6a6",
+            "fp4-rtn", "fp6-rtn", "fp4-mixed", "fp6-mixed", "smoothquant-w8a8", "smoothquant-w6a6", "quarot-w4a4",
+            "fpqvar-dfq", "fpqvar-dfq-ght", "fpqvar-dfq-fullht", "fpqvar-w4a4", "fpqvar-w6a6", "fpqvar-w4a4-kv6",
             "fpqvar-w6a6-kv6"]
 
 
@@ -42,15 +45,16 @@ def test_recipe_round_trip(name):
     r = get_recipe(name)
     assert Recipe.from_dict(r.to_dict()) == r
     assert Recipe.from_json(r.to_json()) == r
-    assert json.loads(r.to_json())["version"] == 1
+    assert json.loads(r.to_json())["version"] == 2
+    assert r.description and (r.name == "fp16" or r.source), name  # every baseline names where it comes from
 
 
 def test_recipe_version_check():
     d = get_recipe("fp4-rtn").to_dict()
-    d["version"] = 2
+    d["version"] = 3
     with pytest.raises(ValueError, match="version"):
         Recipe.from_dict(d)
-    d["version"] = 1
+    d["version"] = 2
     d["rules"][0]["weight"]["version"] = 7
     with pytest.raises(ValueError, match="QuantSpec: unsupported version 7"):
         Recipe.from_dict(d)
@@ -61,8 +65,53 @@ def test_recipe_unknown_key_and_bad_rule():
         Recipe.from_dict({"name": "x", "ght_size": 128})
     with pytest.raises(ValueError, match="weight.granularity 'token'"):
         LayerRule("blocks.*", QuantSpec("e2m1", "token", None), None)
-    with pytest.raises(ValueError, match="exclusive"):
-        Recipe("x", (), ght=True, full_hadamard=True)
+    with pytest.raises(ValueError, match="two rotations"):
+        Recipe("x", (), (GHT(), FullHadamard()))
+    with pytest.raises(ValueError, match="unknown kind 'rotate'"):
+        Recipe.from_dict({"name": "x", "transforms": [{"kind": "rotate"}]})
+    with pytest.raises(ValueError, match="roles"):
+        LayerRule("blocks.*", None, None, roles=("fc3",))
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("ght", "false", "expected true or false"),
+    ("format_search", "no", "expected true or false"),
+    ("hadamard_seed", 1.5, "expected an integer"),
+    ("smoothquant_alpha", "0.5", "expected"),
+])
+def test_version1_recipe_types_are_strict(field, value, match):
+    """Issue 16 item 3: a version-1 file with a string where a bool belongs used to turn GHT on."""
+    d = {"name": "old", "version": 1, "rules": [], field: value}
+    with pytest.raises(ValueError, match=match):
+        Recipe.from_dict(d)
+
+
+@pytest.mark.parametrize("where, value, match", [
+    (("transforms", 0, "block"), "128", "expected an integer"),
+    (("transforms", 0, "seed"), 1.5, "expected an integer"),
+    (("rules", 0, "weight", "static"), "false", "expected true or false"),
+    (("rules", 0, "weight", "group_size"), True, "expected"),
+])
+def test_version2_recipe_types_are_strict(where, value, match):
+    d = get_recipe("fpqvar-dfq-ght").to_dict()
+    node = d
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = value
+    with pytest.raises(ValueError, match=match):
+        Recipe.from_dict(d)
+
+
+def test_version1_recipe_file_converts():
+    """A version-1 recipe (flags; rules reach only the four block linears) loads as the same method."""
+    fp4 = QuantSpec("e2m1").to_dict()
+    v1 = {"name": "old-ght", "version": 1, "rules": [{"pattern": "blocks.*", "weight": fp4, "act": fp4}],
+          "ght": True, "ght_block": 128, "hadamard_seed": 7, "kv": QuantSpec("e2m3", "token", None).to_dict()}
+    r = Recipe.from_dict(v1)
+    assert r.version == 2 and [t.KIND for t in r.transforms] == ["ght"] and r.transforms[0].seed == 7
+    assert r.specs_for("blocks.0.ffn.fc2")[0] == QuantSpec("e2m1")
+    assert r.specs_for("blocks.0.ada_lin") == (None, None)  # v1 rules never reached ada_lin
+    assert r.kv == QuantSpec("e2m3", "token", None)
 
 
 def test_first_match_wins():
@@ -77,10 +126,7 @@ def test_first_match_wins():
     assert r.specs_for("head") == (None, None)
 
 
-def test_litevar_keeps_fc2_float_and_fpqvar_uses_dfq():
-    assert get_recipe("litevar-int4").specs_for("blocks.3.ffn.fc2") == (None, None)
-    w, a = get_recipe("litevar-int4").specs_for("blocks.3.ffn.fc1")
-    assert (w.fmt, w.granularity, a.fmt, a.granularity) == ("uint4", "channel", "uint4", "token")
+def test_fpqvar_uses_dfq():
     w, a = get_recipe("fpqvar-w4a4").specs_for("blocks.0.ffn.fc2")
     assert (w.fmt, w.group_size, a.dfq, a.group_size) == ("e2m1", 128, "fp4", 128)
     w, a = get_recipe("fpqvar-w6a6").specs_for("blocks.0.ffn.fc2")
@@ -91,8 +137,13 @@ def test_litevar_keeps_fc2_float_and_fpqvar_uses_dfq():
     assert get_recipe("fpqvar-w4a4").galt is not None and get_recipe("fpqvar-w6a6").galt is None
 
 
+def test_renamed_recipes_say_what_they_became():
+    with pytest.raises(ValueError, match="renamed: use litevar-w4a4"):
+        get_recipe("litevar-int4")
+
+
 def test_load_recipe_from_json_file(tmp_path):
-    r = Recipe("mine", (LayerRule("blocks.*.attn.*", QuantSpec("e2m1"), QuantSpec("e2m1")),), ght=True)
+    r = Recipe("mine", (LayerRule("blocks.*.attn.mat_qkv", QuantSpec("e2m1"), QuantSpec("e2m1")),), (GHT(),))
     p = tmp_path / "r.json"
     p.write_text(r.to_json())
     assert load_recipe(str(p)) == r
