@@ -1,23 +1,30 @@
 """Packed quantized checkpoints (safetensors): real low-bit weights, not fake-quantized floats.
 
-File layout (format version 1):
+File layout (format version 2):
 
 - every QuantLinear with a quantized weight stores ``<name>.weight_codes`` PACKED along in_features: 4-bit and
   narrower codes two per byte (``formats.pack_int4``), 5/6-bit codes four per three bytes (``pack_int6``), 7/8-bit
-  codes one per byte; plus ``<name>.weight_scale`` (float32) and, for asymmetric INT, ``<name>.weight_zero_point``;
-  static activation scales ``<name>.act_scale``; the online rotation ``<name>.rotation.Q_bb`` (one GHT block or the
-  full Hadamard; the seed is in the metadata too); ``<name>.input_lambda``, the GALT / SmoothQuant lambda for
-  inspection (it is already fused into ada_lin; shared-AdaLN models multiply it online: ``input_scale.lam_C``);
-- every other tensor of the model's state_dict as is: embeddings, head, ada_lin (with GALT / SmoothQuant scales
-  already fused into it), biases, unquantized linears, buffers. The VQVAE is not stored: the loader takes it from
-  the named model (``default``: the shipped assets) or from ``vae=`` / ``vae_path=``;
-- metadata (strings): ``fpqvar.format`` = ``fpqvar-quantized``, ``fpqvar.format_version``, ``recipe`` (JSON),
-  ``model_config`` / ``vae_config`` (JSON), ``model_name``, ``layers`` (per module: shape, specs, packing,
-  rotation), ``kv``, ``hadamard`` (kind, block, seed).
+  codes one per byte; plus ``<name>.weight_scale`` and, for asymmetric INT, ``<name>.weight_zero_point``; static
+  activation scales ``<name>.act_scale``; ``<name>.input_lambda`` (the GALT / SmoothQuant lambda, for
+  inspection: it is already fused into the modulation; where there is none it is multiplied online:
+  ``input_scale.lam_C``). Quantization state is stored losslessly.
+- every other tensor of the model's state_dict in ``float_dtype``: ``"auto"`` (default) stores each tensor in the
+  narrowest of float16 / bfloat16 / float32 that holds it exactly (the shipped fp16 model's untouched parameters
+  go back to fp16; an ada_lin with GALT's lambda fused in stays float32), so loading gives exactly the in-memory
+  model; ``"float16"`` / ``"bfloat16"`` round the model's float parameters (smaller files, outputs equal the
+  in-memory model with those parameters rounded); ``"float32"`` keeps them.
+- NOT stored, because the loader derives them: the attention mask, the level indices and the zero k bias (rebuilt
+  from the config), the dequantized weight copies, and rotations that the recipe defines (GHT / full Hadamard
+  from kind, block and seed). A rotation applied by hand (``transform_site_`` before ``quantize_``) is stored.
+- metadata: ONE key ``fpqvar`` holding sorted JSON (safetensors writes a metadata map in hash order, so several
+  keys would make identical files differ byte for byte): format name and version, recipe, model / VQVAE
+  configs, model name, per-layer specs and packing, operand / KV quantizers, float dtype, size summary and the
+  caller's ``metadata``.
 
-``load_quantized`` rebuilds the float skeleton from ``model_config``, installs the same QuantLinear structure (no
-calibration), unpacks the codes and loads every tensor strictly: its outputs equal the in-memory quantized
-model's exactly. A file that does not match (config, recipe, layer shapes, keys) is refused naming the key.
+``load_quantized`` rebuilds the float skeleton from the config, installs the same structure (no calibration),
+unpacks the codes and checks, naming file and key: dtypes, shapes, finite positive scales, codes inside the
+format's code range, and that every layer's specs equal what the file's recipe gives that site. Version-1 files
+(one metadata key per field) are still read.
 """
 
 from __future__ import annotations
@@ -31,15 +38,21 @@ import torch.nn as nn
 
 from fpqvar.formats import pack_int4, pack_int6, unpack_int4, unpack_int6
 from fpqvar.io_utils import atomic_save_safetensors
-from fpqvar.quant.kv import install_kv_quantizers
+from fpqvar.model.sites import model_sites
+from fpqvar.quant.operands import install_operand_quantizers, operand_specs
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.recipes import Recipe, load_recipe
 from fpqvar.quant.spec import QuantSpec
 
 FORMAT_NAME = "fpqvar-quantized"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FLOAT_DTYPES = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+# buffers the float model builds from its config (var.py): never stored
+DERIVED_BUFFERS = ("attn_bias_for_masking", "lvl_1L", "zero_k_bias")
+_QUANT_STATE = ("weight_codes", "weight_scale", "weight_zero_point", "act_scale", "input_lambda", "lam_C")
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "QuantFileError", "save_quantized", "load_quantized", "read_header"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FLOAT_DTYPES", "QuantFileError", "save_quantized", "load_quantized",
+           "read_header", "size_summary"]
 
 
 class QuantFileError(ValueError):
@@ -71,11 +84,57 @@ def _infer_model_name(cfg_dict: dict) -> str | None:
     return None
 
 
+def _derived(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in DERIVED_BUFFERS
+
+
+def _narrowest(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in the narrowest of float16 / bfloat16 that round-trips it exactly, else float32 (lossless)."""
+    if not t.is_floating_point():
+        return t
+    t32 = t.to(torch.float32)
+    for dt in (torch.float16, torch.bfloat16):
+        n = t32.to(dt)
+        if torch.equal(n.to(torch.float32), t32) and bool(torch.isfinite(n).all() == torch.isfinite(t32).all()):
+            return n
+    return t32
+
+
+def _recipe_rotation(recipe: Recipe, width: int) -> torch.Tensor | None:
+    from fpqvar.transforms.hadamard import block_hadamard_matrix, random_hadamard
+
+    if recipe.ght:
+        return block_hadamard_matrix(recipe.ght_block, recipe.hadamard_seed).float()
+    if recipe.rotation == "full":
+        return random_hadamard(width, recipe.hadamard_seed).float()
+    return None
+
+
+def size_summary(sd: dict[str, torch.Tensor], layers: dict) -> dict:
+    """Bytes in the file and bits per quantized weight (codes + scales + zero points), per the stored tensors."""
+    total = sum(t.numel() * t.element_size() for t in sd.values())
+    n_w = q_bytes = 0
+    for name, info in layers.items():
+        if info["weight"] is None:
+            continue
+        n_w += info["out_features"] * info["in_features"]
+        q_bytes += sum(sd[k].numel() * sd[k].element_size() for k in
+                       (f"{name}.weight_codes", f"{name}.weight_scale", f"{name}.weight_zero_point") if k in sd)
+    float_params = sum(t.numel() for k, t in sd.items() if t.is_floating_point() and
+                       not any(k.endswith("." + s) for s in _QUANT_STATE))
+    return {"file_tensor_bytes": total, "quantized_weights": n_w,
+            "bits_per_quantized_weight": (8.0 * q_bytes / n_w) if n_w else None,
+            "float_params": float_params}
+
+
 def save_quantized(model: nn.Module, recipe: Recipe | str, path: str | os.PathLike, *,
-                   model_name: str | None = None, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``model`` (quantized in place by ``quantize_``) with packed low-bit weights; atomic."""
+                   model_name: str | None = None, metadata: dict[str, str] | None = None,
+                   float_dtype: str = "auto") -> Path:
+    """Write ``model`` (quantized in place by ``quantize_``) with packed low-bit weights; atomic, byte-stable."""
+    if float_dtype not in FLOAT_DTYPES:
+        raise ValueError(f"save_quantized: float_dtype must be one of {tuple(FLOAT_DTYPES)}, got {float_dtype!r}")
     recipe = load_recipe(recipe)
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items() if not _derived(k)}
     layers: dict[str, dict] = {}
     for name, m in model.named_modules():
         if not isinstance(m, QuantLinear):
@@ -88,39 +147,39 @@ def save_quantized(model: nn.Module, recipe: Recipe | str, path: str | os.PathLi
             key = f"{name}.weight_codes"
             sd[key] = _pack(sd[key].contiguous(), info["packing"])
         if m.rotation is not None:
-            info["rotation"] = {"block": int(m.rotation.block), "width": m.rotation.width}
+            Q = _recipe_rotation(recipe, m.in_features)
+            derived = Q is not None and tuple(Q.shape) == tuple(m.rotation.Q_bb.shape) and \
+                torch.equal(Q, m.rotation.Q_bb.cpu())
+            info["rotation"] = {"block": int(m.rotation.block), "width": m.rotation.width, "derived": derived}
+            if derived:
+                del sd[f"{name}.rotation.Q_bb"]
         info["input_scale"] = m.input_scale is not None
         info["input_lambda"] = m.input_lambda is not None
         layers[name] = info
+    target = FLOAT_DTYPES[float_dtype]
+    for k, t in sd.items():
+        if not t.is_floating_point():
+            continue
+        quant_state = any(k.endswith("." + s) for s in _QUANT_STATE)
+        sd[k] = _narrowest(t) if (target is None or quant_state) else t.to(target)
     cfg = model.config.to_dict()
     vae = getattr(model, "vae", None)
-    kv = None
-    for b in model.blocks:
-        q = b.attn.kv_quantizer
-        if q is not None:
-            kv = q.spec.to_dict()
-    meta = {
-        "fpqvar.format": FORMAT_NAME,
-        "fpqvar.format_version": str(FORMAT_VERSION),
-        "recipe": recipe.to_json(),
-        "model_config": json.dumps(cfg, sort_keys=True),
-        "vae_config": json.dumps(None if vae is None else vae.config.to_dict(), sort_keys=True),
-        "model_name": json.dumps(model_name or _infer_model_name(cfg)),
-        "layers": json.dumps(layers, sort_keys=True),
-        "kv": json.dumps(kv),
-        "hadamard": json.dumps({"kind": recipe.rotation, "block": recipe.ght_block if recipe.ght else None,
-                                "seed": recipe.hadamard_seed}),
-    }
     from fpqvar import __version__
 
-    meta["fpqvar.version"] = __version__
-    if metadata:
-        meta.update({k: str(v) for k, v in metadata.items()})
-    return atomic_save_safetensors(path, sd, meta)
+    header = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "fpqvar_version": __version__,
+        "recipe": recipe.to_dict(), "model_config": cfg,
+        "vae_config": None if vae is None else vae.config.to_dict(),
+        "model_name": model_name or _infer_model_name(cfg), "layers": layers, "operands": operand_specs(model),
+        "hadamard": {"kind": recipe.rotation, "block": recipe.ght_block, "seed": recipe.hadamard_seed},
+        "float_dtype": float_dtype, "size": size_summary(sd, layers),
+        "metadata": {k: str(v) for k, v in (metadata or {}).items()},
+    }
+    return atomic_save_safetensors(path, sd, {"fpqvar": json.dumps(header, sort_keys=True, default=str)})
 
 
 def read_header(path: str | os.PathLike) -> dict:
-    """The parsed metadata of a quantized file (JSON fields decoded); refuses foreign / newer files."""
+    """The parsed header of a quantized file (version 1 files converted); refuses foreign / newer files."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -129,19 +188,39 @@ def read_header(path: str | os.PathLike) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any reader failure is a bad file
         raise QuantFileError(f"{path}: not a readable safetensors file ({e})") from None
+    if "fpqvar" in meta:
+        try:
+            h = json.loads(meta["fpqvar"])
+        except json.JSONDecodeError as e:
+            raise QuantFileError(f"{path}: metadata 'fpqvar' is not valid JSON ({e})") from None
+        if not isinstance(h, dict) or h.get("format") != FORMAT_NAME:
+            raise QuantFileError(f"{path}: not an fpqvar quantized model (metadata 'fpqvar' has format "
+                                 f"{h.get('format') if isinstance(h, dict) else h!r}, expected {FORMAT_NAME!r})")
+        ver = h.get("format_version")
+        if type(ver) is not int or not 2 <= ver <= FORMAT_VERSION:
+            raise QuantFileError(f"{path}: format version {ver!r} is not supported (this fpqvar reads 1.."
+                                 f"{FORMAT_VERSION})")
+        need = ("recipe", "model_config", "vae_config", "model_name", "layers", "operands", "hadamard")
+        missing = [k for k in need if k not in h]
+        if missing:
+            raise QuantFileError(f"{path}: header keys {missing} are missing")
+        if not isinstance(h["layers"], dict) or not isinstance(h["operands"], dict):
+            raise QuantFileError(f"{path}: header 'layers' / 'operands' must be JSON objects")
+        h.setdefault("metadata", {})
+        return h
+    return _read_header_v1(path, meta)
+
+
+def _read_header_v1(path: Path, meta: dict) -> dict:
     if meta.get("fpqvar.format") != FORMAT_NAME:
         raise QuantFileError(f"{path}: not an fpqvar quantized model (metadata 'fpqvar.format' is "
                              f"{meta.get('fpqvar.format')!r}, expected {FORMAT_NAME!r})")
-    try:
-        ver = int(meta.get("fpqvar.format_version", "0"))
-    except ValueError:
-        ver = -1
-    if not 1 <= ver <= FORMAT_VERSION:
+    if meta.get("fpqvar.format_version") != "1":
         raise QuantFileError(f"{path}: format version {meta.get('fpqvar.format_version')!r} is not supported "
                              f"(this fpqvar reads 1..{FORMAT_VERSION})")
-    out = {"format_version": ver, "fpqvar_version": meta.get("fpqvar.version")}
+    out = {"format_version": 1, "fpqvar_version": meta.get("fpqvar.version"), "float_dtype": "float32"}
     for k in ("recipe", "model_config", "vae_config", "model_name", "layers", "kv", "hadamard"):
         if k not in meta:
             raise QuantFileError(f"{path}: metadata key {k!r} is missing")
@@ -149,134 +228,11 @@ def read_header(path: str | os.PathLike) -> dict:
             out[k] = json.loads(meta[k])
         except json.JSONDecodeError as e:
             raise QuantFileError(f"{path}: metadata key {k!r} is not valid JSON ({e})") from None
+    kv = out.pop("kv")
+    cfg = out["model_config"]
+    depth = cfg.get("depth", 0) if isinstance(cfg, dict) else 0
+    out["operands"] = {} if kv is None else {f"blocks.{i}.attn.kv": kv for i in range(depth)}
+    known = {"fpqvar.format", "fpqvar.format_version", "fpqvar.version", "recipe", "model_config", "vae_config",
+             "model_name", "layers", "kv", "hadamard"}
+    out["metadata"] = {k: v for k, v in meta.items() if k not in known}
     return out
-
-
-def _config_diff(owner: str, file_cfg: dict, model_cfg: dict) -> list[str]:
-    keys = sorted(set(file_cfg) | set(model_cfg))
-    return [f"{owner}.{k}: file {file_cfg.get(k)!r} vs model {model_cfg.get(k)!r}" for k in keys
-            if _norm(file_cfg.get(k)) != _norm(model_cfg.get(k))]
-
-
-def _norm(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
-def _resolve_vae(path: Path, header: dict, vae, vae_path):
-    from fpqvar.model import build_vqvae
-    from fpqvar.model.checkpoints import load_vqvae_weights
-    from fpqvar.model.zoo import VQVAEConfig, get_model_spec
-
-    if vae is not None:
-        return vae
-    vcfg = header["vae_config"]
-    name = header["model_name"]
-    if vae_path is None:
-        if name is None:
-            raise QuantFileError(f"{path}: the file's model is not a named model; pass the VQVAE (vae= / --vae)")
-        if name == "default":
-            from fpqvar.model.default import default_paths
-
-            vae_path = default_paths().vae
-        else:
-            from fpqvar.model.checkpoints import official_checkpoint
-
-            vae_path = official_checkpoint(get_model_spec(name).vae_ckpt)
-    cfg = VQVAEConfig.from_dict(vcfg) if vcfg is not None else get_model_spec(name).vae
-    return load_vqvae_weights(build_vqvae(cfg), vae_path).eval().requires_grad_(False)
-
-
-def _install_structure(var: nn.Module, layers: dict, path: Path) -> None:
-    from fpqvar.transforms.hadamard import OnlineRotation
-
-    for name, info in layers.items():
-        try:
-            lin = var.get_submodule(name)
-        except AttributeError:
-            raise QuantFileError(f"{path}: layer {name!r} of the file does not exist in the model") from None
-        if not isinstance(lin, nn.Linear):
-            raise QuantFileError(f"{path}: {name!r} is a {type(lin).__name__} in the model, expected nn.Linear")
-        shape_f = (info["out_features"], info["in_features"])
-        if tuple(lin.weight.shape) != shape_f:
-            raise QuantFileError(f"{path}: layer {name!r}: file shape {shape_f} vs model "
-                                 f"{tuple(lin.weight.shape)}")
-        rot = scale = None
-        if info.get("input_scale"):
-            from fpqvar.transforms.fuse import OnlineScale
-
-            scale = OnlineScale(torch.ones(lin.in_features))
-        if info.get("rotation"):
-            b = int(info["rotation"]["block"])
-            rot = OnlineRotation(torch.eye(b), width=info["rotation"].get("width"))
-        ws = None if info["weight"] is None else QuantSpec.from_dict(info["weight"])
-        as_ = None if info["act"] is None else QuantSpec.from_dict(info["act"])
-        q = QuantLinear(lin.in_features, lin.out_features, bias=bool(info["bias"]), weight_spec=ws, act_spec=as_,
-                        rotation=rot, input_scale=scale, dtype=lin.weight.dtype, device=lin.weight.device)
-        if info.get("input_lambda"):
-            q.set_input_lambda(torch.ones(lin.in_features))  # placeholder, loaded with the state_dict
-        parent, child = name.rsplit(".", 1)
-        setattr(var.get_submodule(parent), child, q)
-
-
-def load_quantized(path: str | os.PathLike, *, model: nn.Module | None = None, device: str | torch.device = "cpu",
-                   vae: nn.Module | None = None, vae_path: str | os.PathLike | None = None,
-                   expect_recipe: str | None = None) -> nn.Module:
-    """A quantized VAR from ``path``: into ``model`` (a float VAR of the same config, modified in place) or a
-    fresh model built from the file's config (VQVAE from ``vae`` / ``vae_path`` / the named model)."""
-    from safetensors.torch import load_file
-
-    from fpqvar.model import build_var
-    from fpqvar.model.checkpoints import CheckpointError, check_state_dict
-    from fpqvar.model.zoo import VARConfig
-    from fpqvar.quant.quantize import is_quantized
-
-    path = Path(path)
-    header = read_header(path)
-    try:
-        recipe = Recipe.from_dict(header["recipe"])
-    except (ValueError, TypeError) as e:
-        raise QuantFileError(f"{path}: metadata 'recipe' is invalid ({e})") from None
-    if expect_recipe is not None and recipe.name != expect_recipe:
-        raise QuantFileError(f"{path}: recipe is {recipe.name!r}, expected {expect_recipe!r}")
-    try:
-        cfg = VARConfig.from_dict(header["model_config"])
-    except (ValueError, TypeError) as e:
-        raise QuantFileError(f"{path}: metadata 'model_config' is invalid ({e})") from None
-    if model is not None:
-        diff = _config_diff("model_config", cfg.to_dict(), model.config.to_dict())
-        if diff:
-            raise QuantFileError(f"{path}: does not match the model: " + "; ".join(diff))
-        if is_quantized(model):
-            raise QuantFileError(f"{path}: load_quantized needs a float model, the given one is already quantized")
-        var = model
-    else:
-        v = _resolve_vae(path, header, vae, vae_path)
-        if header["vae_config"] is not None:
-            diff = _config_diff("vae_config", header["vae_config"], v.config.to_dict())
-            if diff:
-                raise QuantFileError(f"{path}: the VQVAE does not match the file: " + "; ".join(diff))
-        var = build_var(v, cfg)
-    _install_structure(var, header["layers"], path)
-    sd = load_file(str(path))
-    for name, info in header["layers"].items():
-        if info["weight"] is None:
-            continue
-        key = f"{name}.weight_codes"
-        if key not in sd:
-            raise QuantFileError(f"{path}: missing key {key!r}")
-        O, I = info["out_features"], info["in_features"]
-        want = _packed_shape(O, I, info["packing"])
-        if tuple(sd[key].shape) != want or sd[key].dtype != torch.uint8:
-            raise QuantFileError(f"{path}: key {key!r} has {sd[key].dtype} {tuple(sd[key].shape)}, expected "
-                                 f"uint8 {want} ({info['packing']} packing of ({O}, {I}))")
-        sd[key] = _unpack(sd[key], info["packing"], I)
-    try:
-        check_state_dict(var, sd, str(path))
-    except CheckpointError as e:
-        raise QuantFileError(str(e)) from None
-    var.load_state_dict(sd, strict=True)
-    if header["kv"] is not None:
-        install_kv_quantizers(var, QuantSpec.from_dict(header["kv"]))
-    var.to(device).eval().requires_grad_(False)
-    var.vae.to(device).eval()
-    return var
