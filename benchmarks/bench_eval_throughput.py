@@ -46,7 +46,7 @@ def _model(random_dir: str | None, qpath: str | None, backend: str):
     var = _float_model(random_dir)
     if qpath is None:
         return var
-    from fpqvar.quant.export import load_quantized
+    from fpqvar.quant.load import load_quantized
     from fpqvar.quant.quantize import set_backend
 
     var = load_quantized(qpath, model=var)

@@ -57,7 +57,12 @@ def child(recipe: str, num_calib: int, galt_epochs: int, threads: int) -> dict:
 
         r = get_recipe(recipe)
         if r.galt is not None:
-            r = dataclasses.replace(r, galt=dataclasses.replace(r.galt, epochs=galt_epochs))
+            from fpqvar.quant.steps import GALT, galt_defaults_for
+
+            ts = tuple(GALT(sites=t.sites, config=dataclasses.replace(t.config or galt_defaults_for(var),
+                                                                       epochs=galt_epochs))
+                       if t.KIND == "galt" else t for t in r.transforms)
+            r = dataclasses.replace(r, transforms=ts)
         calib = None
         if r.needs_calibration:
             t = time.perf_counter()

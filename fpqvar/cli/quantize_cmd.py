@@ -40,7 +40,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             rows = []
             for n in recipe_names():
                 r = get_recipe(n)
-                rows.append({"name": n, "description": r.description, "needs_calibration": r.needs_calibration})
+                rows.append({"name": n, "description": r.description, "source": r.source,
+                             "needs_calibration": r.needs_calibration})
             if as_json:
                 print_json({"recipes": rows})
             else:

@@ -55,13 +55,14 @@ def load_vae(name: str, vae: Path | None, device: str):
 def load_quantized_for(name: str, path: Path, vae: Path | None, device: str):
     """A quantized file checked against the named model's config, with that model's VQVAE."""
     from fpqvar.model.zoo import get_model_spec
-    from fpqvar.quant.export import QuantFileError, _config_diff, load_quantized, read_header
+    from fpqvar.quant.export import QuantFileError, read_header
+    from fpqvar.quant.load import config_diff, load_quantized
 
     header = read_header(path)
     want = get_model_spec(name).var.to_dict()
     got = dict(header["model_config"])
     got.setdefault("attn_l2_norm", want["attn_l2_norm"])
-    diff = [d for d in _config_diff("model_config", got, want) if "attn_l2_norm" not in d]
+    diff = [d for d in config_diff("model_config", got, want) if "attn_l2_norm" not in d]
     if diff:
         raise QuantFileError(f"{path}: was made for another model than --model {name}: " + "; ".join(diff))
     return load_quantized(path, vae=load_vae(name, vae, device), device=device)

@@ -160,7 +160,7 @@ class _Runner:
         return get_model_spec(self.plan.model).var
 
     def load_quantized(self, qpath: Path, float_var=None):
-        from fpqvar.quant.export import load_quantized
+        from fpqvar.quant.load import load_quantized
         from fpqvar.quant.quantize import set_backend
 
         var = load_quantized(qpath, model=float_var if float_var is not None else self.load_float(),
@@ -186,10 +186,9 @@ class _Runner:
 
         path = mdir / "quantized.safetensors"
         if path.is_file():
-            from safetensors import safe_open
+            from fpqvar.quant.export import read_header
 
-            with safe_open(str(path), framework="pt") as f:
-                made_from = (f.metadata() or {}).get(_FP_KEY)
+            made_from = (read_header(path).get("metadata") or {}).get(_FP_KEY)
             if made_from != self.fingerprint():
                 raise ValueError(f"{path}: quantized from another float model (fingerprint {made_from} vs now "
                                  f"{self.fingerprint()}); use another --out or delete {mdir}")

@@ -39,7 +39,14 @@ def _run(*args):
 def test_list_recipes():
     out = json.loads(_run("quantize", "--list-recipes", "--json"))
     names = [r["name"] for r in out["recipes"]]
-    assert "fpqvar-w4a4" in names and "fp16" in names and "litevar-int6" in names
+    assert "fpqvar-w4a4" in names and "fp16" in names and "litevar-w6a6" in names
+    # every recipe the harness issue names is listed, with its source
+    for n in ("int4-rtn", "int6-rtn", "int4-rtn-strict", "litevar-w4a4", "fp4-mixed", "fp6-mixed", "fpqvar-dfq",
+              "fpqvar-dfq-ght", "fpqvar-dfq-fullht", "fpqvar-w6a6", "quarot-w4a4", "smoothquant-w8a8",
+              "smoothquant-w6a6"):
+        assert n in names, n
+    by = {r["name"]: r for r in out["recipes"]}
+    assert "EkaterinaXie/LiteVAR" in by["litevar-w4a4"]["source"]
 
 
 def test_quantize_then_sample_equals_in_memory(weights, tmp_path):
@@ -74,7 +81,11 @@ def test_quantize_recipe_json_with_report(weights, tmp_path):
 
     ckpt, vae = weights
     r = get_recipe("fpqvar-w4a4")
-    r = dataclasses.replace(r, name="w4a4-quick", galt=dataclasses.replace(r.galt, epochs=1))
+    from fpqvar.quant.steps import GALT
+    from fpqvar.transforms.galt import GALTConfig
+
+    r = dataclasses.replace(r, name="w4a4-quick", transforms=tuple(
+        GALT(sites=t.sites, config=GALTConfig(epochs=1)) if t.KIND == "galt" else t for t in r.transforms))
     rp = tmp_path / "r.json"
     rp.write_text(r.to_json())
     rep = tmp_path / "rep.json"

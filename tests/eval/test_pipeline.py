@@ -42,19 +42,21 @@ def test_recipes_end_to_end_table_resume(tmp_path, tiny_runner):
     for r in rows.values():
         assert r["num_samples"] == 6 and r["fid"] is not None and 0 <= r["precision"] <= 1
         assert 1.0 <= r["is"] <= 10.0 + 1e-9  # IS is bounded by the number of classes
-    assert (rows["fp16"]["bits_w"], rows["int4-rtn"]["bits_w"], rows["fpqvar-w6a6"]["bits_a"]) == ("16", "4", "6")
+    assert (rows["fp16"]["bits_w"], rows["int4-rtn"]["bits_w"], rows["fpqvar-w6a6"]["bits_a"]) == ("16", "4-16", "6")  # int4-rtn: fc2 float (upstream)
     # weight bytes from the definition: tiny C=128, hidden 512, depth 2; int4 per-channel = packed nibbles +
     # one float32 scale per output row; float = 2 bytes / weight
     shapes = [(384, 128), (128, 128), (512, 128), (128, 512)]
     assert rows["fp16"]["weight_bytes"] == 2 * sum(o * i * 2 for o, i in shapes)
-    assert rows["int4-rtn"]["weight_bytes"] == 2 * sum(o * i // 2 + 4 * o for o, i in shapes)
+    # int4-rtn (upstream's INT path): qkv, proj, fc1 packed; fc2 float at 2 bytes / weight
+    assert rows["int4-rtn"]["weight_bytes"] == 2 * (sum(o * i // 2 + 4 * o for o, i in shapes[:3])
+                                                    + 2 * shapes[3][0] * shapes[3][1])
     # same seeds in every method: the float and quantized sets differ, labels agree
     a0, l0 = load_packed(out / "fp16" / PACKED)
     a1, l1 = load_packed(out / "int4-rtn" / PACKED)
     np.testing.assert_array_equal(l0, np.repeat([0, 1, 2], 2))
     np.testing.assert_array_equal(l0, l1)
     md = (out / "table.md").read_text()
-    assert "| int4-rtn | 4/4 |" in md and "not comparable to ImageNet" in md
+    assert "| int4-rtn | 4-16/4-16 |" in md and "not comparable to ImageNet" in md
     # rerun: nothing is redone (quantized file and units kept), same rows
     mtime = (out / "int4-rtn" / "quantized.safetensors").stat().st_mtime_ns
     unit_mtime = next((out / "fp16" / "units").glob("*.npz")).stat().st_mtime_ns

@@ -13,14 +13,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_recipe_bits_labels():
     assert report.recipe_bits(get_recipe("fp16")) == {"w": "16", "a": "16", "note": ""}
     assert report.recipe_bits(get_recipe("fpqvar-w4a4"))["w"] == "4"
-    lite = report.recipe_bits(get_recipe("litevar-int4"))
+    lite = report.recipe_bits(get_recipe("litevar-w4a4"))
     assert lite["w"] == "4-16" and "fc2 float" in lite["note"]
+    up = report.recipe_bits(get_recipe("int4-rtn"))  # upstream's INT path leaves fc2 float too
+    assert up["w"] == "4-16" and "fc2 float" in up["note"]
     assert "KV 6-bit" in report.recipe_bits(get_recipe("fpqvar-w4a4-kv6"))["note"]
 
 
 def test_paper_rows_map_to_existing_recipes():
     known = set(recipe_names())
-    assert len(PAPER_TABLE) == 13
+    assert len(PAPER_TABLE) == 16  # 13 rows of the main table + 3 ablation rows
+    assert all(r.recipe is not None for r in PAPER_TABLE)
     for r in PAPER_TABLE:
         assert r.recipe is None or r.recipe in known, r
     assert paper_row("fpqvar-w4a4").method == "FP4 FPQVAR"
