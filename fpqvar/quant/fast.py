@@ -10,6 +10,11 @@
 - ``"triton"``: CUDA only, hand-written Triton kernels for the elementwise stages
   (:mod:`fpqvar.quant.kernels_triton`); refused with the reason where CUDA or Triton is missing.
 
+The integer GEMMs inside are ``"int8"`` (``torch._int_mm``) or ``"float32"`` (integer-valued float32 operands), the
+same bits either way; which one runs is measured once per process (``fpqvar.kernels``, operation ``int_gemm``;
+``kernels.override(int_gemm=...)`` or ``FPQVAR_KERNELS=int_gemm=...`` chooses explicitly). If the chosen GEMM
+raises at run time it is dropped for the device and the call is retried with the next one.
+
 All three compute the datapath's arithmetic (``fpqvar.hw.datapath``, see ``kernels``): the output is float32,
 bit for bit the datapath model of the layer, then cast to the input's dtype. The rotation (GHT) is the module's
 own ``rotation`` (a 128 x 128 matmul), so the quantizer sees the same floats as on the reference path.
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fpqvar import kernels
 from fpqvar.formats import DFQ_VARIANTS
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
@@ -168,13 +174,20 @@ def forward(q, x: torch.Tensor) -> torch.Tensor:
     p = plan_for(q)
     if p.reason is not None:
         return _reference(q, x)
+    impl = KG.gemm_impl(x.device)
     try:
-        return _forward(q, p, x, *_quantizers(backend))
+        try:
+            return _forward(q, p, x, *_quantizers(backend), impl)
+        except RuntimeError as e:  # the chosen GEMM failed on this shape / device: drop it, once
+            fallback = kernels.demote("int_gemm", x.device, impl, str(e))
+            if fallback == impl:
+                raise
+            return _forward(q, p, x, *_quantizers(backend), fallback)
     except K.OutOfExactRange:  # Inf / NaN input (the reference scale rule skips them), or a tiny absmax
         return _reference(q, x)
 
 
-def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear) -> torch.Tensor:
+def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear, impl: str) -> torch.Tensor:
     if getattr(q, "input_scale", None) is not None:  # online lambda (shared AdaLN, var-d36): before the rotation
         x = q.input_scale(x)
     xr = q.rotation(x) if q.rotation is not None else x
@@ -192,5 +205,5 @@ def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear) -> torch.Te
         n, s, *rng = quant(x_TI, p.act, group_size=p.act_group, rounding=q.act_spec.rounding,
                            scale=p.static_scale, per_tensor=p.per_tensor)
         parts = [(n, KG.expand_scales(s, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
-    y = linear(parts, p.weight, p.bias)
+    y = linear(parts, p.weight, p.bias, impl=impl)
     return y.reshape(*x.shape[:-1], q.out_features).to(x.dtype)
