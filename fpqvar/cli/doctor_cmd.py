@@ -123,6 +123,6 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         typer.echo("kernels (measured on this machine; FPQVAR_KERNELS=op=name overrides)")
         for r in info["kernels"]:
             if r.get("name") is None:
-                typer.echo(f"  {r['op']:<10} {r['device']:<6} error: {r['error']}")
+                typer.echo(f"  {r['op']:<12} {r['device']:<6} error: {r['error']}")
                 continue
-            typer.echo(f"  {r['op']:<10} {r['device']:<6} -> {r['name']:<9} [{r['source']}] {_fmt_times(r)}")
+            typer.echo(f"  {r['op']:<12} {r['device']:<6} -> {r['name']:<9} [{r['source']}] {_fmt_times(r)}")

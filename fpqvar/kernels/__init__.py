@@ -4,7 +4,7 @@ fastest *on this machine*, chosen at first use and cached per process (``fpqvar.
 Operations and candidates: ``fpqvar.kernels.ops``. Use::
 
     from fpqvar import kernels
-    kernels.choose("int_gemm", device)             # "float32" or "int8"
+    kernels.choose("int_gemm:16", device)          # "float32" or "int8" (operands |n| <= 16)
     kernels.resolve_dtype("galt_grad", "auto", d)  # torch.bfloat16 where it measured faster, else float32
     with kernels.override(int_gemm="int8"): ...    # an explicit choice wins (also FPQVAR_KERNELS="op=name")
     kernels.selection_report()                     # every decision so far, for reports and --json
@@ -74,7 +74,7 @@ def selection_report() -> dict:
 
 
 def summary_line() -> str:
-    """``"int_gemm=int8 (cpu, 1.3 ms vs float32 4.5 ms), ..."``: the decisions so far, for a log line."""
+    """``"int_gemm:16=int8 (cpu, measured, 1.3 ms vs float32 4.5 ms); ..."``: the decisions so far, for a log."""
     parts = []
     for c in SELECTOR.report()["choices"]:
         others = ", ".join(f"{k} {v:.2f} ms" for k, v in c["times_ms"].items() if k != c["name"])

@@ -21,10 +21,29 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["INT_GEMM_IMPLS", "F32_EXACT", "exact_chunk", "operand_dtype", "int_mm", "gemm_to_f32"]
+__all__ = ["INT_GEMM_IMPLS", "BOUND_CLASSES", "F32_EXACT", "bound_class", "op_name", "exact_chunk", "operand_dtype",
+           "int_mm", "gemm_to_f32"]
 
 INT_GEMM_IMPLS = ("int8", "float32")
 F32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is a float32
+# Operand magnitude classes, each a kernel-selector operation ("int_gemm:16" ...) verified at its own bound: an int8
+# kernel may be exact for small operands only (oneDNN's AVX2 s8s8 GEMM sums pairs of u8 x s8 products in saturating
+# int16: exact for FP4 codes, |n| <= 12, wrong at 127). 16: e2m1 x 2 (12), e1m2 x 4 (7); 64: e2m3 x 8 (60), e3m0 x 4
+# (64), DFQ's neg32; 127: int8.
+BOUND_CLASSES = (16, 64, 127)
+
+
+def bound_class(max_abs: int) -> int:
+    """The smallest class of :data:`BOUND_CLASSES` that holds operands of magnitude ``max_abs``."""
+    for b in BOUND_CLASSES:
+        if max_abs <= b:
+            return b
+    raise ValueError(f"integer GEMM operands must have |values| <= 127, got a bound of {max_abs}")
+
+
+def op_name(max_abs: int = 127) -> str:
+    """The kernel-selector operation for operands of magnitude ``max_abs`` (``"int_gemm:16"`` ...)."""
+    return f"int_gemm:{bound_class(max_abs)}"
 
 
 def operand_dtype(impl: str) -> torch.dtype:

@@ -6,14 +6,14 @@ operation stays well under a second on a 2-core CPU. Inputs come from a fixed-se
 
 | operation | candidates (baseline first) | exact | used by |
 | --- | --- | --- | --- |
-| ``int_gemm`` | float32, int8 | yes (probe-verified) | the exact fast path of QuantLinear (W4A4 / DFQ / FP6) |
+| ``int_gemm:16/64/127`` | float32, int8 | yes (probe-verified at the bound) | the exact fast path (W4A4 / DFQ / FP6) |
 | ``galt_grad`` | float32, bfloat16 | no (margin 1.25) | GALT's two backward GEMMs (``GALTConfig.grad_dtype``) |
 | ``autocast`` | float32, bfloat16, float16 (CUDA) | no (margin 1.25) | training and sampling ``dtype="auto"`` |
 | ``ght`` | matmul, fwht | no (margin 1.5) | the online GHT rotation (``OnlineRotation``) |
 | ``threads`` | 1, affinity count (and half of it) | -- (margin 1.15) | the CLI's default torch thread count |
 
-``int_gemm``'s baseline is float32 because it runs everywhere (CPU, CUDA) at the speed of the float model; int8
-must measure faster to be used.
+``int_gemm``'s baseline is float32 because it runs everywhere (CPU, CUDA); int8 must measure faster, and give the
+same bits on the probe at the operand bound of its class (``kernels.int_gemm.BOUND_CLASSES``), to be used.
 """
 
 from __future__ import annotations
@@ -41,17 +41,17 @@ def _randn(shape, g, device) -> torch.Tensor:
 # --- int_gemm -------------------------------------------------------------------------------------------------
 
 
-def _int_gemm_bench(impl: str):
+def _int_gemm_bench(impl: str, bound: int):
     def bench(device: torch.device, size: str):
         g = _gen(device)
-        if size == "probe":  # extreme values and K = 2048 > 2**24 / 127**2: the chunked reduction is verified too
+        if size == "probe":  # K = 2048: beyond 2**24 / 127**2, so the chunked float32 reduction is verified too
             M, K, N, seg = 8, 2048, 32, 2048
         else:  # the fast path's per-segment GEMMs: 256 rows x 4 groups of 128 -> 1024 outputs
             M, K, N, seg = 256, 512, 1024, 128
-        a = torch.randint(-127, 128, (M, K), generator=g, dtype=torch.int8)
-        b = torch.randint(-127, 128, (K, N), generator=g, dtype=torch.int8)
-        if size == "probe":  # |D| up to K * 127**2 > 2**24: one rounding, the same for both
-            a[0], a[1], b[:, 0] = 127, -127, 127
+        a = torch.randint(-bound, bound + 1, (M, K), generator=g, dtype=torch.int8)
+        b = torch.randint(-bound, bound + 1, (K, N), generator=g, dtype=torch.int8)
+        if size == "probe":  # the class's extremes (|D| up to K * bound**2)
+            a[0], a[1], b[:, 0] = bound, -bound, bound
         a, b = a.to(device), b.to(device)
         dt = IG.operand_dtype(impl)
         bw = b.to(dt)  # weights are converted once, at load
@@ -190,11 +190,11 @@ def build_operations() -> dict[str, Operation]:
     """The registry (built lazily, at the first choice)."""
     f32, bf16, f16 = torch.float32, torch.bfloat16, torch.float16
     ops = [
-        Operation("int_gemm", "exact integer GEMM of the quantized fast path (|codes| <= 127)", (
+        *(Operation(IG.op_name(b), f"exact integer GEMM of the quantized fast path, |operands| <= {b}", (
             Candidate("float32", "float32 GEMM on integer-valued operands (exact below 2**24, K chunked)",
-                      _int_gemm_bench("float32")),
-            Candidate("int8", "torch._int_mm int8 x int8 -> int32", _int_gemm_bench("int8"), _int8_unavailable),
-        ), exact=True, margin=1.05),
+                      _int_gemm_bench("float32", b)),
+            Candidate("int8", "torch._int_mm int8 x int8 -> int32", _int_gemm_bench("int8", b), _int8_unavailable),
+        ), exact=True, margin=1.05) for b in IG.BOUND_CLASSES),
         Operation("galt_grad", "dtype of GALT's two backward GEMMs", (
             Candidate("float32", "float32 GEMMs", _galt_grad_bench(f32)),
             Candidate("bfloat16", "bfloat16 operands, float32 accumulation", _galt_grad_bench(bf16),

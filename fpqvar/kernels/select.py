@@ -21,7 +21,9 @@ the reference), and :meth:`Selector.choose` picks by measurement on the actual d
 Every decision is recorded (:meth:`Selector.report`): chosen name, measured times, why others were dropped.
 
 Test hook: ``FPQVAR_KERNEL_HOOK="op.candidate=missing|fail|slow,..."`` makes a candidate report itself
-unavailable, raise, or measure 1000x slower (to exercise the fallbacks on a fast machine).
+unavailable, raise, or measure 1000x slower (to exercise the fallbacks on a fast machine). Operations named
+``family:variant`` (``int_gemm:16``) are also addressed by their family (``int_gemm``) in overrides, in
+``FPQVAR_KERNELS`` and in the hook.
 """
 
 from __future__ import annotations
@@ -212,12 +214,23 @@ class Selector:
             self._quick.clear()
 
     # ---------------------------------------------------------------- explicit choices
+    def family(self, op: str) -> list[str]:
+        """``op`` itself, or the operations ``op:<variant>`` it names (``int_gemm`` -> ``int_gemm:16``, ...)."""
+        if op in self.operations:
+            return [op]
+        fam = [o for o in self.operations if o.split(":", 1)[0] == op]
+        if not fam:
+            raise KernelUnavailable(f"unknown kernel operation {op!r}; known: {', '.join(self.operations)}")
+        return fam
+
     @contextlib.contextmanager
     def override(self, **choices: str):
-        """Within the block, ``op=name`` is used as if passed explicitly (``"auto"``: measure)."""
+        """Within the block, ``op=name`` is used as if passed explicitly (``"auto"``: measure); ``op`` may name a
+        family (``int_gemm`` for every ``int_gemm:<bound>``)."""
         for op, name in choices.items():
             if name != "auto":
-                self.operation(op).candidate(name)
+                for o in self.family(op):
+                    self.operation(o).candidate(name)
         self._overrides.append(dict(choices))
         try:
             yield self
@@ -227,20 +240,21 @@ class Selector:
     def _explicit(self, op: str, explicit: str | None) -> str | None:
         if explicit is not None and explicit != "auto":
             return explicit
-        for d in reversed(self._overrides):
-            if op in d:
-                return None if d[op] == "auto" else d[op]
+        fam = op.split(":", 1)[0]
         env = parse_pairs(os.environ.get("FPQVAR_KERNELS"), "FPQVAR_KERNELS")
-        name = env.get(op)
-        return None if name in (None, "auto") else name
+        for d in [*reversed(self._overrides), env]:
+            for key in (op, fam):  # the exact operation first, then its family
+                if key in d:
+                    return None if d[key] == "auto" else d[key]
+        return None
 
     def _hooks(self, op: str) -> dict[str, str]:
         out = {}
         for k, v in parse_pairs(os.environ.get("FPQVAR_KERNEL_HOOK"), "FPQVAR_KERNEL_HOOK").items():
-            o, _, c = k.partition(".")
+            o, _, c = k.rpartition(".")
             if v not in ("missing", "fail", "slow"):
                 raise ValueError(f"FPQVAR_KERNEL_HOOK: {k}={v!r}: the action must be missing, fail or slow")
-            if o == op:
+            if o in (op, op.split(":", 1)[0]):  # an operation or its family
                 out[c] = v
         return out
 

@@ -11,7 +11,8 @@
   (:mod:`fpqvar.quant.kernels_triton`); refused with the reason where CUDA or Triton is missing.
 
 The integer GEMMs inside are ``"int8"`` (``torch._int_mm``) or ``"float32"`` (integer-valued float32 operands), the
-same bits either way; which one runs is measured once per process (``fpqvar.kernels``, operation ``int_gemm``;
+same bits either way; which one runs is measured once per process per operand class (``fpqvar.kernels``,
+operations ``int_gemm:16`` for FP4 codes, ``:64`` for FP6, ``:127`` for int8;
 ``kernels.override(int_gemm=...)`` or ``FPQVAR_KERNELS=int_gemm=...`` chooses explicitly). If the chosen GEMM
 raises at run time it is dropped for the device and the call is retried with the next one.
 
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 
 from fpqvar import kernels
 from fpqvar.formats import DFQ_VARIANTS
+from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
 
@@ -65,6 +67,7 @@ class _Plan:
     per_tensor: bool = False
     static_scale: torch.Tensor | None = None  # (1, G_act)
     bias: torch.Tensor | None = None  # float32
+    max_abs: int = 127  # largest |integer operand| of either GEMM side (selects the GEMM's operand class)
 
 
 def _ver(t: torch.Tensor | None):
@@ -122,6 +125,8 @@ def _build_plan(q, key: tuple) -> _Plan:
         if as_.static:
             n_act = I // ga if as_.granularity == "group" else 1
             p.static_scale = q.act_scale.detach().to(torch.float32).reshape(1, n_act)
+    grids = [g for g in (p.act, p.neg) if g is not None]
+    p.max_abs = max([weight.w_absmax] + [max(-g.lo, g.hi) for g in grids])
     return p
 
 
@@ -174,12 +179,12 @@ def forward(q, x: torch.Tensor) -> torch.Tensor:
     p = plan_for(q)
     if p.reason is not None:
         return _reference(q, x)
-    impl = KG.gemm_impl(x.device)
+    impl = KG.gemm_impl(x.device, max_abs=p.max_abs)
     try:
         try:
             return _forward(q, p, x, *_quantizers(backend), impl)
         except RuntimeError as e:  # the chosen GEMM failed on this shape / device: drop it, once
-            fallback = kernels.demote("int_gemm", x.device, impl, str(e))
+            fallback = kernels.demote(IG.op_name(p.max_abs), x.device, impl, str(e))
             if fallback == impl:
                 raise
             return _forward(q, p, x, *_quantizers(backend), fallback)

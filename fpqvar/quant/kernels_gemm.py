@@ -2,8 +2,8 @@
 the GEMM and the accumulation, the datapath's arithmetic (``fpqvar.hw.datapath``) bit for bit.
 
 **Exact group dot products.** ``D[t, o, g] = sum_i n_x n_w`` over one segment ``g`` of the input dim, by one of
-the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement (``fpqvar.kernels``, operation
-``int_gemm``; an explicit ``impl`` or ``kernels.override(int_gemm=...)`` wins):
+the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement (``fpqvar.kernels``, operations
+``int_gemm:<operand bound>``; an explicit ``impl`` or ``kernels.override(int_gemm=...)`` wins):
 
 - ``"int8"``: ``torch._int_mm`` (int8 x int8 -> int32: oneDNN VNNI / AMX-INT8 on CPU, IMMA on CUDA), exact in
   any order. On the dev CPU (AMD EPYC, AVX512-VNNI, no AMX) about 2-3x faster than float32; on an AVX2-only CPU
@@ -53,6 +53,10 @@ ROW_CHUNK_ELEMS = 1 << 18
 # Few rows (the first scales): one GEMM over a block-diagonal expansion (G * P * T rows) beats G small GEMMs
 # while the expanded row count stays below this (the GEMM is weight-bandwidth bound there).
 EXPAND_MAX_ROWS = 64
+# The float32 GEMM wants more rows per call (K is only one segment, 128): 2**20 accumulator elements measured
+# faster than 2**18 for var-d16's layers (benchmarks/bench_fast_linear.py); the block-diagonal expansion costs
+# G x the flops, which only the int8 GEMM's speed pays for.
+ROW_CHUNK_ELEMS_F32 = 1 << 20
 
 
 def expand_scales(s_RG: torch.Tensor, width: int, seg: int) -> torch.Tensor:
@@ -144,9 +148,13 @@ def _check_linear(parts, w: PreparedWeight) -> int:
     return G
 
 
-def gemm_impl(device: torch.device, impl: str | None = None) -> str:
-    """The integer GEMM to use on ``device``: ``impl`` when given, else the kernel selector's choice."""
-    return kernels.choose("int_gemm", device, impl)
+def gemm_impl(device: torch.device, impl: str | None = None, max_abs: int = 127) -> str:
+    """The integer GEMM to use on ``device`` for operands of magnitude ``<= max_abs``: ``impl`` when given, else
+    the kernel selector's choice for that operand class (``kernels.int_gemm.op_name``)."""
+    if impl is not None:
+        IG.operand_dtype(impl)  # validates the name
+        return impl
+    return kernels.choose(IG.op_name(max_abs), device)
 
 
 def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols: slice,
@@ -173,7 +181,7 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
         fold_unit = _foldable(parts, w)
     impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
-    if fold_unit and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
+    if fold_unit and impl == "int8" and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
         y = _linear_expanded(parts, w, impl)
     else:
         y = _linear_loop(parts, w, fold_unit, impl)
@@ -191,7 +199,7 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     O, seg, dev = w.w_IO.shape[1], w.seg, w.w_IO.device
     sws = [w.scaled(unit) if fold_unit else w.swT_GO for _, _, unit in parts]
     y = torch.empty((T, O), dtype=torch.float32, device=dev)
-    tc = max(1, min(T, ROW_CHUNK_ELEMS // max(O, 1)))
+    tc = max(1, min(T, (ROW_CHUNK_ELEMS if impl == "int8" else ROW_CHUNK_ELEMS_F32) // max(O, 1)))
     buf = torch.empty((tc, O), dtype=torch.float32, device=dev)
     dfl = torch.empty((tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by an
     # int32 tensor would allocate the cast every time)

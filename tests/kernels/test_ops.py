@@ -16,7 +16,7 @@ def test_every_operation_chooses_one_of_its_candidates():
         assert set(c.times_ms) | set(c.dropped) == set(op.names)  # every candidate accounted for
 
 
-@pytest.mark.parametrize("op", ["int_gemm", "galt_grad", "autocast", "ght"])
+@pytest.mark.parametrize("op", ["int_gemm:16", "int_gemm:64", "int_gemm:127", "galt_grad", "autocast", "ght"])
 def test_slow_or_missing_hook_moves_the_choice(op, monkeypatch):
     base, other = kernels.SELECTOR.operation(op).names[:2]
     monkeypatch.setenv("FPQVAR_KERNEL_HOOK", f"{op}.{other}=slow")
@@ -36,8 +36,33 @@ def test_int_gemm_probe_drops_a_wrong_kernel(monkeypatch):
         return r if out is None else out.copy_(r)
 
     monkeypatch.setattr(torch, "_int_mm", saturating)
-    c = kernels.choice("int_gemm")
+    c = kernels.choice("int_gemm:127")
     assert c.name == "float32" and "differs from the baseline" in c.dropped["int8"]
+
+
+def test_fast_path_selects_the_gemm_of_its_operand_class(monkeypatch):
+    """FP4 codes (|n| <= 12) use int_gemm:16, FP6 (<= 60) int_gemm:64; a family override sets all classes."""
+    import torch.nn as nn
+
+    from fpqvar.quant.qlinear import QuantLinear
+    from fpqvar.quant.spec import QuantSpec
+
+    lin = nn.Linear(256, 8)
+    x = torch.randn(3, 256, generator=torch.Generator().manual_seed(0))
+    fp4, fp6 = QuantSpec("e2m1", "group", 128), QuantSpec("e2m3", "token", None)
+    for spec, op in ((fp4, "int_gemm:16"), (fp6, "int_gemm:64")):
+        wspec = spec if spec.granularity == "group" else QuantSpec("e2m3", "channel", None)
+        q = QuantLinear.from_linear(lin, wspec, spec)
+        q.backend = "exact"
+        kernels.reset()
+        q(x)
+        assert [c["op"] for c in kernels.selection_report()["choices"]] == [op]
+        monkeypatch.setenv("FPQVAR_KERNELS", "int_gemm=float32")
+        kernels.reset()
+        q(x)
+        (c,) = kernels.selection_report()["choices"]
+        assert (c["op"], c["name"], c["source"]) == (op, "float32", "explicit")
+        monkeypatch.delenv("FPQVAR_KERNELS")
 
 
 def test_resolve_dtype_explicit_auto_and_errors(monkeypatch):
@@ -120,8 +145,8 @@ def test_threads_default(monkeypatch):
 def test_selection_report_and_summary_are_json():
     import json
 
-    kernels.choose("int_gemm")
+    kernels.choose("int_gemm:16")
     r = kernels.selection_report()
-    assert [c["op"] for c in r["choices"]] == ["int_gemm"] and "cpu_capability" in r
+    assert [c["op"] for c in r["choices"]] == ["int_gemm:16"] and "cpu_capability" in r
     json.dumps(r)
-    assert kernels.summary_line().startswith("int_gemm=")
+    assert kernels.summary_line().startswith("int_gemm:16=")

@@ -218,6 +218,7 @@ def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch):
         monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 0)
     if strategy == "chunked":
         monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS", 7 * 72)  # 7 rows per chunk, a ragged last chunk
+        monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS_F32", 7 * 72)
     if strategy == "loop_unfolded":
         monkeypatch.setattr(KG, "_foldable", lambda parts, w: False)
     for rounding in ("rne", "ties_up"):
