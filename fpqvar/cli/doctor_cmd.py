@@ -57,6 +57,7 @@ def optional_tools() -> dict:
 def kernel_choices(devices: list[str]) -> list[dict]:
     """Every operation's choice on every device (measured now unless cached or set explicitly)."""
     from fpqvar import kernels
+    from fpqvar.quant import kernels_gemm  # noqa: F401 - registers the integer-GEMM operations
 
     rows = []
     for dev in devices:

@@ -6,14 +6,16 @@ operation stays well under a second on a 2-core CPU. Inputs come from a fixed-se
 
 | operation | candidates (baseline first) | exact | used by |
 | --- | --- | --- | --- |
-| ``int_gemm:16/64/127`` | float32, int8 | yes (probe-verified at the bound) | the exact fast path (W4A4 / DFQ / FP6) |
+| ``int_gemm:16/64/127`` | float32, int8 | yes (probe-verified) | the exact fast path (see below) |
 | ``galt_grad`` | float32, bfloat16 | no (margin 1.25) | GALT's two backward GEMMs (``GALTConfig.grad_dtype``) |
 | ``autocast`` | float32, bfloat16, float16 (CUDA) | no (margin 1.25) | training and sampling ``dtype="auto"`` |
 | ``ght`` | matmul, fwht | no (margin 1.5) | the online GHT rotation (``OnlineRotation``) |
 | ``threads`` | 1, affinity count (and half of it) | -- (margin 1.15) | the CLI's default torch thread count |
 
-``int_gemm``'s baseline is float32 because it runs everywhere (CPU, CUDA); int8 must measure faster, and give the
-same bits on the probe at the operand bound of its class (``kernels.int_gemm.BOUND_CLASSES``), to be used.
+``int_gemm`` is registered by :mod:`fpqvar.quant.kernels_gemm` (its benchmark runs the fast path's real
+accumulation loop, whose chunking and strategies decide how fast each GEMM is in practice); its baseline is float32
+because it runs everywhere (CPU, CUDA); int8 must measure faster, and give the same bits on the probe at the
+operand bound of its class (``kernels.int_gemm.BOUND_CLASSES``), to be used.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import time
 import torch
 
 from fpqvar.kernels import ght as GH
-from fpqvar.kernels import int_gemm as IG
 from fpqvar.kernels.select import Candidate, Operation, Timed
 
 __all__ = ["build_operations", "affinity_count"]
@@ -36,45 +37,6 @@ def _gen(device: torch.device, seed: int = 0) -> torch.Generator:
 
 def _randn(shape, g, device) -> torch.Tensor:
     return torch.randn(shape, generator=g).to(device)
-
-
-# --- int_gemm -------------------------------------------------------------------------------------------------
-
-
-def _int_gemm_bench(impl: str, bound: int):
-    def bench(device: torch.device, size: str):
-        g = _gen(device)
-        if size == "probe":  # K = 2048: beyond 2**24 / 127**2, so the chunked float32 reduction is verified too
-            M, K, N, seg = 8, 2048, 32, 2048
-        else:  # the fast path's per-segment GEMMs: 256 rows x 4 groups of 128 -> 1024 outputs
-            M, K, N, seg = 256, 512, 1024, 128
-        a = torch.randint(-bound, bound + 1, (M, K), generator=g, dtype=torch.int8)
-        b = torch.randint(-bound, bound + 1, (K, N), generator=g, dtype=torch.int8)
-        if size == "probe":  # the class's extremes (|D| up to K * bound**2)
-            a[0], a[1], b[:, 0] = bound, -bound, bound
-        a, b = a.to(device), b.to(device)
-        dt = IG.operand_dtype(impl)
-        bw = b.to(dt)  # weights are converted once, at load
-        out = torch.empty((M, N), dtype=torch.float32, device=device)
-        acc = torch.empty((M, N), dtype=torch.float32, device=device)
-        i32 = torch.empty((M, N), dtype=torch.int32, device=device) if impl == "int8" else None
-
-        def run():
-            aw = a if dt == torch.int8 else a.to(dt)  # activations are converted per call
-            for g0 in range(0, K, seg):
-                IG.gemm_to_f32(impl, aw[:, g0:g0 + seg], bw[g0:g0 + seg], out=out, scratch_i32=i32)
-                acc.copy_(out) if g0 == 0 else acc.add_(out)
-            return acc.clone() if size == "probe" else None
-
-        return run
-
-    return bench
-
-
-def _int8_unavailable(device: torch.device) -> str | None:
-    if not hasattr(torch, "_int_mm"):
-        return "torch._int_mm is missing in this torch build"
-    return None
 
 
 # --- dtype choices (GALT backward, autocast) -------------------------------------------------------------------
@@ -190,11 +152,6 @@ def build_operations() -> dict[str, Operation]:
     """The registry (built lazily, at the first choice)."""
     f32, bf16, f16 = torch.float32, torch.bfloat16, torch.float16
     ops = [
-        *(Operation(IG.op_name(b), f"exact integer GEMM of the quantized fast path, |operands| <= {b}", (
-            Candidate("float32", "float32 GEMM on integer-valued operands (exact below 2**24, K chunked)",
-                      _int_gemm_bench("float32", b)),
-            Candidate("int8", "torch._int_mm int8 x int8 -> int32", _int_gemm_bench("int8", b), _int8_unavailable),
-        ), exact=True, margin=1.05) for b in IG.BOUND_CLASSES),
         Operation("galt_grad", "dtype of GALT's two backward GEMMs", (
             Candidate("float32", "float32 GEMMs", _galt_grad_bench(f32)),
             Candidate("bfloat16", "bfloat16 operands, float32 accumulation", _galt_grad_bench(bf16),

@@ -202,6 +202,14 @@ class Selector:
             self._ops = self._ops_src() if callable(self._ops_src) else dict(self._ops_src)
         return self._ops
 
+    def register(self, op: Operation) -> None:
+        """Add (or replace) an operation defined by a higher layer; forgets that operation's earlier decisions."""
+        with self._lock:
+            self.operations[op.name] = op
+            for key in [k for k in self._cache if k[0] == op.name]:
+                del self._cache[key]
+            self._quick.clear()
+
     def operation(self, op: str) -> Operation:
         if op not in self.operations:
             raise KernelUnavailable(f"unknown kernel operation {op!r}; known: {', '.join(self.operations)}")

@@ -44,6 +44,7 @@ import torch
 
 from fpqvar import kernels
 from fpqvar.kernels import int_gemm as IG
+from fpqvar.kernels.select import Candidate, Operation
 
 __all__ = ["PreparedWeight", "expand_scales", "linear_int", "gemm_impl", "ROW_CHUNK_ELEMS", "EXPAND_MAX_ROWS"]
 
@@ -247,3 +248,53 @@ def _linear_expanded(parts, w: PreparedWeight, impl: str) -> torch.Tensor:
     for i in range(1, G * P):
         acc.add_(prod[i])
     return acc
+
+
+# --- the kernel selector's integer-GEMM operations: measured on this module's own accumulation loop -------------
+
+
+def _bench_layer(impl: str, bound: int):
+    """Benchmark of :func:`linear_int` with the GEMM ``impl`` on random codes of magnitude ``<= bound``.
+
+    Probe: two small layers at the bound's extremes, one with groups of 128 and one with a single 2048-wide
+    segment (the float32 path's K chunking beyond 2**24); the outputs must match the baseline's bit for bit.
+    Full: a 512 -> 2048 layer with groups of 128 at 2, 32 and 256 rows (few-row and many-row strategies)."""
+
+    def bench(device: torch.device, size: str):
+        g = torch.Generator().manual_seed(0)
+        layers, rows = (((2048, 32, 128), (2048, 32, 2048)), (3,)) if size == "probe" else (((512, 2048, 128),),
+                                                                                             (2, 32, 256))
+        calls = []
+        for I, O, seg in layers:
+            w = torch.randint(-bound, bound + 1, (I, O), generator=g, dtype=torch.int8)
+            w[:, 0] = bound
+            sw = torch.rand((O, I // seg), generator=g) + 0.5
+            pw = PreparedWeight(w.to(device), sw.to(device), seg)
+            for T in rows:
+                n = torch.randint(-bound, bound + 1, (T, I), generator=g, dtype=torch.int8)
+                n[0], n[-1] = bound, -bound
+                s = torch.rand((T, I // seg), generator=g) + 0.5
+                calls.append((pw, [(n.to(device), s.to(device), 2.0**-2)]))
+
+        def run():
+            return [linear_int(parts, pw, None, impl=impl) for pw, parts in calls]
+
+        return run
+
+    return bench
+
+
+def _int8_unavailable(device: torch.device) -> str | None:
+    return None if hasattr(torch, "_int_mm") else "torch._int_mm is missing in this torch build"
+
+
+def _register() -> None:
+    for b in IG.BOUND_CLASSES:
+        kernels.SELECTOR.register(Operation(IG.op_name(b), f"exact integer GEMM of the fast path, |operands| <= {b}", (
+            Candidate("float32", "float32 GEMM on integer-valued operands (exact below 2**24, K chunked)",
+                      _bench_layer("float32", b)),
+            Candidate("int8", "torch._int_mm int8 x int8 -> int32", _bench_layer("int8", b), _int8_unavailable),
+        ), exact=True, margin=1.05))
+
+
+_register()

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from fpqvar import kernels
 from fpqvar.cli import app
+from fpqvar.quant import kernels_gemm  # noqa: F401 - registers the integer-GEMM operations
 
 runner = CliRunner()
 

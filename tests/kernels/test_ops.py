@@ -6,6 +6,7 @@ import torch
 
 from fpqvar import kernels
 from fpqvar.kernels import ops
+from fpqvar.quant import kernels_gemm  # noqa: F401 - registers the integer-GEMM operations
 
 
 def test_every_operation_chooses_one_of_its_candidates():
