@@ -1,4 +1,5 @@
-"""End-to-end sampling time: float model vs fpqvar-w4a4 on the fast path, same dtype, side by side.
+"""End-to-end sampling time: float model vs fpqvar-w4a4 on the fast path, same dtype, side by side
+(what ``fpqvar sample --quantized q.safetensors --backend exact`` vs ``fpqvar sample`` spends in sampling).
 
 Models: ``default`` (the shipped weights if present in fpqvar/assets/default, else a random model of the default
 config, said in the output) and a random ``var-d16`` (256 px; ``--d16-scales`` keeps only the first scales to cut
@@ -6,24 +7,31 @@ the time, said in the output). The W4A4 model is fpqvar-w4a4's run-time layer se
 at qkv / fc1, DFQ at the fc2 input, E2M1 per group of 128 everywhere. GALT is left out because its lambda is fused
 into AdaLN offline (zero run-time cost) and needs calibration data; so is the KV cache (not in fpqvar-w4a4).
 Each configuration samples ``--rounds`` times in turn; best time kept (process CPU time by default: the machine
-is shared; ``--clock wall`` for wall-clock). Also printed: the reference backend
-(fake quantization + float GEMM) and how many sampled tokens the fast and reference backends share.
+is shared; ``--clock wall`` for wall-clock). Also printed: the W4A4 model with each integer GEMM forced, the
+reference backend (fake quantization + float GEMM), how many sampled tokens the fast and reference backends
+share, and the kernels the selector chose. ``--isa-caps both`` (default) repeats everything in a child process
+with oneDNN / MKL / ATen capped at AVX2 (benchmarks/_isa.py).
 
-    python benchmarks/bench_fast_sampling.py [--batch 1] [--rounds 2] [--d16-scales 10] [--backend exact]
+    python benchmarks/bench_fast_sampling.py [--batch 1] [--rounds 2] [--models default,var-d16] [--isa-caps both]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
 
 import torch
 
+from fpqvar import kernels
 from fpqvar.model import build_var, build_vqvae, get_model_spec
 from fpqvar.model.sampling import sample_tokens
 from fpqvar.model.zoo import VARConfig, VQVAEConfig
 from fpqvar.quant import Recipe, get_recipe, quantize_, set_backend
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _isa import header, run_modes  # noqa: E402
 
 
 def _w4a4_runtime_recipe() -> Recipe:
@@ -63,16 +71,20 @@ def _time(var, batch: int, dtype, clock=time.process_time) -> tuple[float, list[
 def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype, clock) -> None:
     q = copy.deepcopy(var)
     quantize_(q, _w4a4_runtime_recipe(), progress=False, report=False)
-    best = {"float": float("inf"), "w4a4-" + backend: float("inf"), "w4a4-reference": float("inf")}
+    keys = ("float", f"w4a4-{backend}", f"w4a4-{backend}-int8", f"w4a4-{backend}-float32", "w4a4-reference")
+    best = dict.fromkeys(keys, float("inf"))
     toks = {}
     set_backend(q, backend)
-    _time(q, batch, dtype)  # warm-up: builds the weight caches (and compiles, for backend="compile")
+    _time(q, batch, dtype)  # warm-up: the kernel selection, the weight caches (and compiling, for "compile")
     for _ in range(rounds):
-        for key in best:
+        for key in keys:
             if key == "float":
                 t, toks[key] = _time(var, batch, dtype, clock)
-            else:
-                set_backend(q, key.split("-", 1)[1])
+                best[key] = min(best[key], t)
+                continue
+            parts = key.split("-")
+            set_backend(q, parts[1])
+            with kernels.override(int_gemm=parts[2] if len(parts) > 2 else "auto"):
                 t, toks[key] = _time(q, batch, dtype, clock)
             best[key] = min(best[key], t)
     fast, ref = toks["w4a4-" + backend], toks["w4a4-reference"]
@@ -80,31 +92,17 @@ def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype, clock) 
     total = sum(a.numel() for a in fast)
     f = best["float"]
     print(f"{name}: " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items()))
-    print(f"  ratio w4a4-{backend} / float = {best['w4a4-' + backend] / f:.2f}x (target <= 1.2x), "
-          f"w4a4-reference / float = {best['w4a4-reference'] / f:.2f}x; tokens equal fast vs reference: "
-          f"{same}/{total}", flush=True)
+    print(f"  ratio w4a4-{backend} (selected GEMM) / float = {best['w4a4-' + backend] / f:.2f}x (target <= 1.2x); "
+          + ", ".join(f"{k} / float = {best[k] / f:.2f}x" for k in keys[2:])
+          + f"; tokens equal fast vs reference: {same}/{total}", flush=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--backend", default="exact")
-    ap.add_argument("--d16-scales", type=int, default=10, help="keep the first N of var-d16's 10 scales")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--models", default="default,var-d16")
-    ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
-                    help="cpu: process CPU time (robust on a shared machine), wall: perf_counter")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
-    print(f"threads {torch.get_num_threads()}, cpu capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"batch {args.batch} (x2 CFG), dtype {args.dtype}, best of {args.rounds}, clock {args.clock}")
+def measure(args) -> None:
+    kernels.apply_default_threads(args.threads)
+    dtype = kernels.resolve_dtype("autocast", args.dtype)
+    print(header())
+    print(f"batch {args.batch} (x2 CFG), dtype {args.dtype} -> {dtype}, best of {args.rounds}, clock {args.clock}")
     clock = CLOCK[args.clock]
-    with open("/proc/loadavg") as fh:
-        print(f"load average at start: {fh.read().split()[:3]}")
     models = args.models.split(",")
     if "default" in models:
         var, how = _default_model()
@@ -116,8 +114,31 @@ def main() -> None:
         var_cfg = VARConfig.from_dict({**spec.var.to_dict(), "patch_nums": list(pn)})
         var = _random(var_cfg, vae_cfg)
         _bench(f"var-d16 random, scales {tuple(pn)}", var, args.batch, args.rounds, args.backend, dtype, clock)
-    with open("/proc/loadavg") as fh:
-        print(f"load average at end: {fh.read().split()[:3]}")
+    print(f"kernels: {kernels.summary_line()}")
+    print(header())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--backend", default="exact")
+    ap.add_argument("--d16-scales", type=int, default=10, help="keep the first N of var-d16's 10 scales")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: the measured default)")
+    ap.add_argument("--models", default="default,var-d16")
+    ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="cpu: process CPU time (robust on a shared machine), wall: perf_counter")
+    ap.add_argument("--isa-caps", default="both", choices=["both", "none", "avx2", "child"])
+    args = ap.parse_args()
+    if args.isa_caps == "child":
+        measure(args)
+        return
+    argv = list(sys.argv)
+    if "--isa-caps" in argv:
+        i = argv.index("--isa-caps")
+        argv = argv[:i] + argv[i + 2:]
+    run_modes([a for a in argv if not a.startswith("--isa-caps=")], args.isa_caps)
 
 
 if __name__ == "__main__":

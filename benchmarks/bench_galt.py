@@ -3,8 +3,8 @@
 1. Activation transform at VAR-d30 width: x (4096, 1920) @ blockdiag(Q_128) (GHT, 15 blocks of 128) against
    x @ Q_1920 (full randomized Hadamard, dense; 1920 = 60 x 32), both as plain matmuls (environment.md section 3),
    float32 and bfloat16, median of ``--repeats`` interleaved runs. FLOP ratio 15; the paper reports 3.9x measured.
-2. GALT (``learn_galt_lambda``, default config: keep="best", bf16 backward GEMMs) for var-d16- and var-d30-sized
-   mat_qkv (C -> 3C) and fc1 (C -> 4C) on random calibration tensors: all 10 scales of the 256px model, 100
+2. GALT (``learn_galt_lambda``, default config: keep="best", backward GEMM dtype "auto", i.e. measured) for
+   var-d16- and var-d30-sized mat_qkv (C -> 3C) and fc1 (C -> 4C) on random calibration tensors: all 10 scales of the 256px model, 100
    samples x 2 CFG rows (680 x 200 = 136k tokens per layer; the default model: C = 256, 6 scales, 130 x 200
    tokens), with a few outlier channels per scale, subsampled
    by GALT's ``max_tokens_per_scale`` cap. Only ``--epochs`` epochs are run (50 are too slow here); the 50-epoch

@@ -1,81 +1,53 @@
-"""How long does the whole FPQVAR W4A4 PTQ (calibration + GALT + quantization) take, and how much memory?
+"""How long does ``fpqvar quantize`` take on the default model, fpqvar-w4a4 (calibration + GALT + GHT + DFQ) vs
+fp4-rtn, and how much memory / CPU?
 
-Each configuration runs in a fresh child process (so ``ru_maxrss`` is that configuration's own peak), side by
-side in one invocation, on the default model (or a random model of the default config when its weights are not
-installed; the run says so):
+Each configuration is the real command line, ``python -m fpqvar quantize --model default --recipe R --out ...
+--json --threads N``, in its own process (its wall time, process CPU time and peak RSS come from ``os.wait4``),
+side by side in one invocation: ``fp4-rtn`` (no calibration), ``fpqvar-w6a6`` (GHT + DFQ, no calibration),
+``fpqvar-w4a4`` (calibration: 100 samples, 10 per class, cfg 1.5, top-k 900, top-p 0.96; GALT: 50 epochs, AdamW
+lr 1e-2, backward dtype ``grad_dtype="auto"``; GHT + DFQ). The phases come from the command's ``--json``
+(``timings_s``), the kernels it used from its ``kernels`` field. ``--isa-caps both`` (default) runs everything
+again with oneDNN / MKL / ATen capped at AVX2 (benchmarks/_isa.py: an AVX2-only CPU, where bf16 GEMMs are hundreds
+of times slower). The machine is shared: compare the CPU-time column when the load average is high.
 
-- ``load``: load the float model only (the memory baseline);
-- ``fp4-rtn``: no calibration, weights quantized at conversion;
-- ``fpqvar-w6a6``: GHT + DFQ, no calibration;
-- ``fpqvar-w4a4``: calibration (100 samples: 10 per class, cfg 1.5, top-k 900, top-p 0.96) + GALT (50 epochs,
-  AdamW lr 1e-2) + GHT + DFQ + quantization, with the SQNR report.
+``--galt-layers`` adds GALT time per layer for var-d16- and var-d30-sized qkv / fc1 on random calibration tensors
+(10 scales, 100 samples x 2 CFG halves, capped at GALTConfig.max_tokens_per_scale rows per scale), measured over
+``--galt-epochs-measured`` epochs and extrapolated linearly to 50.
 
-Prints wall time per phase, peak RSS, and ratios against ``fp4-rtn`` / ``load``. ``--galt-layers`` adds the issue's
-second question: GALT time per layer for var-d16- and var-d30-sized qkv / fc1 on random calibration tensors
-(10 scales, 100 samples x 2 CFG halves, capped at GALTConfig.max_tokens_per_scale rows per scale), measured
-over ``--galt-epochs-measured`` epochs and extrapolated linearly to 50.
-
-Run: ``python benchmarks/bench_ptq.py [--num-calib 100] [--galt-epochs 50] [--threads 2] [--galt-layers]``.
+Run: ``python benchmarks/bench_ptq.py [--threads 1] [--galt-layers] [--isa-caps both|none|avx2]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
-
-def _load(threads: int):
-    import torch
-
-    torch.set_num_threads(threads)
-    from fpqvar.model import build_var, build_vqvae, load_model
-    from fpqvar.model.zoo import DEFAULT_VAE, DEFAULT_VAR
-
-    try:
-        return load_model("default"), "default (shipped weights)"
-    except FileNotFoundError:
-        torch.manual_seed(0)
-        vae = build_vqvae(DEFAULT_VAE).eval()
-        var = build_var(vae, DEFAULT_VAR)
-        var.init_weights(generator=torch.Generator().manual_seed(0), init_adaln_gamma=0.5, init_head=1.0)
-        return var.eval().requires_grad_(False), "RANDOM model of the default config (assets not installed)"
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _isa import ISA_CAPS, MODES  # noqa: E402
 
 
-def child(recipe: str, num_calib: int, galt_epochs: int, threads: int) -> dict:
-    import dataclasses
-
+def run_cli(recipe: str, threads: int, env: dict, out_dir: str) -> dict:
+    """``fpqvar quantize`` for ``recipe`` in a child process: its JSON summary plus wall / CPU time and peak RSS."""
+    cmd = [sys.executable, "-m", "fpqvar", "quantize", "--model", "default", "--recipe", recipe, "--out",
+           f"{out_dir}/{recipe}.safetensors", "--no-progress", "--json", "--threads", str(threads)]
     t0 = time.perf_counter()
-    var, which = _load(threads)
-    out = {"recipe": recipe, "model": which, "load_s": time.perf_counter() - t0}
-    if recipe != "load":
-        from fpqvar.quant import CalibConfig, calibrate, quantize_
-        from fpqvar.quant.recipes import get_recipe
-
-        r = get_recipe(recipe)
-        if r.galt is not None:
-            from fpqvar.quant.steps import GALT, galt_defaults_for
-
-            ts = tuple(GALT(sites=t.sites, config=dataclasses.replace(t.config or galt_defaults_for(var),
-                                                                       epochs=galt_epochs))
-                       if t.KIND == "galt" else t for t in r.transforms)
-            r = dataclasses.replace(r, transforms=ts)
-        calib = None
-        if r.needs_calibration:
-            t = time.perf_counter()
-            calib = calibrate(var, CalibConfig(num_samples=num_calib), progress=False)
-            out["calibration_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        rep = quantize_(var, r, calib, progress=False)
-        out["quantize_s"] = time.perf_counter() - t
-        out["galt_s"] = rep.timings_s.get("galt_s", 0.0)
-        out["mean_sqnr_db"] = rep.summary()["mean_sqnr_db"]
-    out["total_s"] = time.perf_counter() - t0
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return out
+    with open(f"{out_dir}/{recipe}.out", "w+") as fo, open(f"{out_dir}/{recipe}.err", "w+") as fe:
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env)
+        _, status, ru = os.wait4(p.pid, 0)  # this child's own CPU time and peak RSS
+        wall = time.perf_counter() - t0
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
+    res = json.loads(out)
+    res["wall_s"], res["cpu_s"], res["peak_rss_mib"] = wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+    return res
 
 
 def galt_layers(threads: int, epochs_measured: int) -> list[dict]:
@@ -108,33 +80,33 @@ def galt_layers(threads: int, epochs_measured: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--num-calib", type=int, default=100)
-    ap.add_argument("--galt-epochs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)  # 1: the shared 2-core box oversubscribes at 2 (6x slower)
     ap.add_argument("--galt-layers", action="store_true")
     ap.add_argument("--galt-epochs-measured", type=int, default=1)
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--isa-caps", default="both", choices=["both", "none", "avx2"])
     a = ap.parse_args()
-    if a.child:
-        print(json.dumps(child(a.child, a.num_calib, a.galt_epochs, a.threads)))
-        return
-    res = {}
-    print(f"threads {a.threads}; calibration {a.num_calib} samples; GALT {a.galt_epochs} epochs", flush=True)
-    print(f"{'config':<13} {'calib s':>8} {'GALT s':>8} {'quant s':>8} {'total s':>8} {'peak MiB':>9}", flush=True)
-    for recipe in ("load", "fp4-rtn", "fpqvar-w6a6", "fpqvar-w4a4"):
-        p = subprocess.run([sys.executable, __file__, "--child", recipe, "--num-calib", str(a.num_calib),
-                            "--galt-epochs", str(a.galt_epochs), "--threads", str(a.threads)],
-                           capture_output=True, text=True, check=True)
-        r = res[recipe] = json.loads(p.stdout.strip().splitlines()[-1])
-        print(f"{recipe:<13} {r.get('calibration_s', 0):8.2f} {r.get('galt_s', 0):8.2f} "
-              f"{r.get('quantize_s', 0):8.2f} {r['total_s']:8.2f} {r['peak_rss_mib']:9.1f}", flush=True)
-    print(f"model: {res['load']['model']}")
-    w4, rtn, ld = res["fpqvar-w4a4"], res["fp4-rtn"], res["load"]
-    print(f"fpqvar-w4a4 PTQ (calibration + quantize_) / fp4-rtn quantize_: "
-          f"{(w4['calibration_s'] + w4['quantize_s']) / rtn['quantize_s']:.1f}x; GALT share of the PTQ: "
-          f"{w4['galt_s'] / (w4['calibration_s'] + w4['quantize_s']):.0%}; peak RSS / model-load RSS: "
-          f"{w4['peak_rss_mib'] / ld['peak_rss_mib']:.2f}x")
-    print(f"mean layer-output SQNR (dB, calibration rows): {json.dumps(w4['mean_sqnr_db'])}")
+    names = ["none", "avx2"] if a.isa_caps == "both" else [a.isa_caps]
+    for mode in names:
+        env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS}
+        env.update(MODES[mode])
+        res = {}
+        print(f"\n===== ISA caps: {mode} {MODES[mode] or ''} =====", flush=True)
+        print(f"fpqvar quantize --model default, threads {a.threads}", flush=True)
+        print(f"{'recipe':<13} {'calib s':>8} {'GALT s':>8} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            for recipe in ("fp4-rtn", "fpqvar-w6a6", "fpqvar-w4a4"):
+                r = res[recipe] = run_cli(recipe, a.threads, env, tmp)
+                t = r["timings_s"]
+                print(f"{recipe:<13} {t.get('calibration_s', 0):8.2f} {t.get('galt_s', 0):8.2f} {r['wall_s']:8.2f} "
+                      f"{r['cpu_s']:8.2f} {r['peak_rss_mib']:9.1f}", flush=True)
+        w4, rtn = res["fpqvar-w4a4"], res["fp4-rtn"]
+        k = w4["kernels"]
+        print(f"cpu capability {k['cpu_capability']}, ISA env {k['isa_env'] or 'none'}; kernels of the fpqvar-w4a4 "
+              "run: " + ", ".join(f"{c['op']}={c['name']}" for c in k["choices"]))
+        print(f"fpqvar-w4a4 / fp4-rtn: wall {w4['wall_s'] / rtn['wall_s']:.1f}x, cpu "
+              f"{w4['cpu_s'] / rtn['cpu_s']:.1f}x; GALT share of fpqvar-w4a4's wall time "
+              f"{w4['timings_s'].get('galt_s', 0) / w4['wall_s']:.0%}")
+        print(f"mean layer-output SQNR (dB): {json.dumps(w4['mean_sqnr_db'])}", flush=True)
     if a.galt_layers:
         print(f"\nGALT per layer on random calibration tensors ({a.galt_epochs_measured} epoch(s) measured, "
               "extrapolated to 50; 10 scales; rows per scale min(200 pn^2, 2048)):")

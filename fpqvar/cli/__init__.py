@@ -30,6 +30,7 @@ _COMMAND_MODULES = [
     "eval_cmd",
     "hw_rtl_cmd",
     "hw_perf_cmd",
+    "doctor_cmd",
 ]
 
 

@@ -44,13 +44,17 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         reference: Optional[Path] = typer.Option(None, help="domain reference npz (default: shipped)"),
         progress: bool = typer.Option(True, help="progress bars"),
         json_out: bool = typer.Option(False, "--json", help="print the table as JSON"),
+        threads: int = typer.Option(0, help="CPU threads for torch (0: measured, 1 vs all CPUs of this process)"),
     ) -> None:
         """Run the main recipes end to end on the embedded default model; print the table, write the report."""
         try:
             _check_assets(classifier, reference)
         except FileNotFoundError as e:
             fail(str(e))
+        from fpqvar import kernels
         from fpqvar.eval.pipeline import EvalPlan, run_plan
+
+        kernels.apply_default_threads(threads)
 
         names = tuple(r.strip() for r in recipes.split(",") if r.strip())
         try:
@@ -69,8 +73,10 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             fail(str(e))
         table["wall_s"] = time.perf_counter() - t
+        table["kernels"] = kernels.selection_report()
         if json_out:
             print_json(table)
             return
         typer.echo((out / "table.md").read_text())
         typer.echo(f"report: {out / 'report.html'}  (figures in {out / 'figures'}; {table['wall_s']:.0f} s)")
+        typer.echo(f"kernels: {kernels.summary_line()}")

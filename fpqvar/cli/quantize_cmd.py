@@ -30,8 +30,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         list_recipes: bool = typer.Option(False, "--list-recipes", help="List the named recipes and exit."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
-        threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default; 1 is fastest on a "
-                                    "busy 2-core machine)."),
+        threads: int = typer.Option(0, help="CPU threads for torch (0: measured, 1 vs all CPUs of this process)."),
     ) -> None:
         """Post-training quantization of a VAR model (torchao-style recipes; fpqvar-method.md)."""
         from fpqvar.quant.recipes import get_recipe, load_recipe, recipe_names
@@ -57,8 +56,9 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             fail(str(e))
         import torch
 
-        if threads > 0:
-            torch.set_num_threads(threads)
+        from fpqvar import kernels
+
+        kernels.apply_default_threads(threads)
 
         from fpqvar.cli.sample_cmd import load_float_model
         from fpqvar.io_utils import atomic_write_json, atomic_write_text
@@ -87,11 +87,11 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         path = save_quantized(var, rec, out, model_name=model)
         timings["total_s"] = time.perf_counter() - t0
         if report is not None:
-            atomic_write_json(report, rep.to_dict())
+            atomic_write_json(report, {**rep.to_dict(), "kernels": kernels.selection_report()})
             atomic_write_text(Path(report).with_suffix(".md"), rep.to_markdown())
         summary = {"model": model, "recipe": rec.name, "out": str(path), "bytes": path.stat().st_size,
                    "report": None if report is None else str(report), "timings_s": timings,
-                   "calibration": rep.calibration, **rep.summary()}
+                   "calibration": rep.calibration, **rep.summary(), "kernels": kernels.selection_report()}
         if as_json:
             print_json(summary)
         else:

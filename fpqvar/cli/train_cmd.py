@@ -8,7 +8,10 @@ import typer
 
 
 def _loop(steps, batch_size, lr, seed, warmup, ckpt_every):
+    from fpqvar import kernels
     from fpqvar.train.loop import LoopConfig
+
+    kernels.apply_default_threads(0)  # measured thread count (autocast "auto" is measured at that count)
 
     return LoopConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup_steps=warmup,
                       ckpt_every=ckpt_every)

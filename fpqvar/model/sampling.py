@@ -64,7 +64,16 @@ class SampleResult:
     labels: torch.Tensor  # (B,)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype):
+def resolve_dtype(dtype: torch.dtype | str, device: torch.device | str) -> torch.dtype:
+    """A sampling dtype: a torch dtype or its name, or ``"auto"``: bfloat16 / float16 autocast only where the
+    kernel selector measured it faster than float32 on ``device`` (``fpqvar.kernels``, operation ``autocast``)."""
+    from fpqvar import kernels
+
+    return kernels.resolve_dtype("autocast", dtype, device)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | str):
+    dtype = resolve_dtype(dtype, device)
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -72,8 +81,10 @@ def _autocast(device: torch.device, dtype: torch.dtype):
 
 @torch.inference_mode()
 def sample_tokens(var, B: int, label_B=None, *, seed: int | None = 0, cfg: float = 1.5, top_k: int = 0,
-                  top_p: float = 0.0, more_smooth: bool = False, dtype: torch.dtype = torch.float32,
+                  top_p: float = 0.0, more_smooth: bool = False, dtype: torch.dtype | str = torch.float32,
                   generator: torch.Generator | None = None) -> SampleResult:
+    """Sample token maps; ``dtype``: the autocast compute dtype (a torch dtype, its name, or ``"auto"``, see
+    :func:`resolve_dtype`; float32 by default, so library results do not depend on the machine)."""
     device = var.pos_1LC.device
     if generator is None and seed is not None:
         generator = torch.Generator(device=device)
@@ -120,7 +131,7 @@ def sample_tokens(var, B: int, label_B=None, *, seed: int | None = 0, cfg: float
 
 
 @torch.inference_mode()
-def decode_images(var, f_hat: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def decode_images(var, f_hat: torch.Tensor, dtype: torch.dtype | str = torch.float32) -> torch.Tensor:
     """f_hat -> images in [0, 1] (float32)."""
     with _autocast(f_hat.device, dtype):
         img = var.vae.fhat_to_img(f_hat)

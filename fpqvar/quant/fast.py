@@ -10,6 +10,12 @@
 - ``"triton"``: CUDA only, hand-written Triton kernels for the elementwise stages
   (:mod:`fpqvar.quant.kernels_triton`); refused with the reason where CUDA or Triton is missing.
 
+The integer GEMMs inside are ``"int8"`` (``torch._int_mm``) or ``"float32"`` (integer-valued float32 operands), the
+same bits either way; which one runs is measured once per process per operand class (``fpqvar.kernels``,
+operations ``int_gemm:16`` for FP4 codes, ``:64`` for FP6, ``:127`` for int8;
+``kernels.override(int_gemm=...)`` or ``FPQVAR_KERNELS=int_gemm=...`` chooses explicitly). If the chosen GEMM
+raises at run time it is dropped for the device and the call is retried with the next one.
+
 All three compute the datapath's arithmetic (``fpqvar.hw.datapath``, see ``kernels``): the output is float32,
 bit for bit the datapath model of the layer, then cast to the input's dtype. The rotation (GHT) is the module's
 own ``rotation`` (a 128 x 128 matmul), so the quantizer sees the same floats as on the reference path.
@@ -35,7 +41,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fpqvar import kernels
 from fpqvar.formats import DFQ_VARIANTS
+from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
 
@@ -59,6 +67,7 @@ class _Plan:
     per_tensor: bool = False
     static_scale: torch.Tensor | None = None  # (1, G_act)
     bias: torch.Tensor | None = None  # float32
+    max_abs: int = 127  # largest |integer operand| of either GEMM side (selects the GEMM's operand class)
 
 
 def _ver(t: torch.Tensor | None):
@@ -116,6 +125,8 @@ def _build_plan(q, key: tuple) -> _Plan:
         if as_.static:
             n_act = I // ga if as_.granularity == "group" else 1
             p.static_scale = q.act_scale.detach().to(torch.float32).reshape(1, n_act)
+    grids = [g for g in (p.act, p.neg) if g is not None]
+    p.max_abs = max([weight.w_absmax] + [max(-g.lo, g.hi) for g in grids])
     return p
 
 
@@ -168,13 +179,20 @@ def forward(q, x: torch.Tensor) -> torch.Tensor:
     p = plan_for(q)
     if p.reason is not None:
         return _reference(q, x)
+    impl = KG.gemm_impl(x.device, max_abs=p.max_abs)
     try:
-        return _forward(q, p, x, *_quantizers(backend))
+        try:
+            return _forward(q, p, x, *_quantizers(backend), impl)
+        except RuntimeError as e:  # the chosen GEMM failed on this shape / device: drop it, once
+            fallback = kernels.demote(IG.op_name(p.max_abs), x.device, impl, str(e))
+            if fallback == impl:
+                raise
+            return _forward(q, p, x, *_quantizers(backend), fallback)
     except K.OutOfExactRange:  # Inf / NaN input (the reference scale rule skips them), or a tiny absmax
         return _reference(q, x)
 
 
-def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear) -> torch.Tensor:
+def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear, impl: str) -> torch.Tensor:
     if getattr(q, "input_scale", None) is not None:  # online lambda (shared AdaLN, var-d36): before the rotation
         x = q.input_scale(x)
     xr = q.rotation(x) if q.rotation is not None else x
@@ -192,5 +210,5 @@ def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear) -> torch.Te
         n, s, *rng = quant(x_TI, p.act, group_size=p.act_group, rounding=q.act_spec.rounding,
                            scale=p.static_scale, per_tensor=p.per_tensor)
         parts = [(n, KG.expand_scales(s, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
-    y = linear(parts, p.weight, p.bias)
+    y = linear(parts, p.weight, p.bias, impl=impl)
     return y.reshape(*x.shape[:-1], q.out_features).to(x.dtype)

@@ -5,8 +5,8 @@ one loop over the activations, and each segment's ``acc = fl32(acc + fl32(fl32(s
 accumulator. Inductor keeps every float32 rounding: its C++ kernels are built with ``-ffp-contract=off`` (no fused
 multiply-add) and it does not reassociate; on CUDA its Triton kernels fuse multiply-adds unless
 ``emulate_precision_casts`` is set, which :func:`_compiled` does. The rare tie elements are then decided in eager
-mode (``kernels._fix_ties``), the GEMMs stay ``torch._int_mm``. First call per process: about 15-40 s of
-compilation (dynamic shapes: one graph for every token count).
+mode (``kernels._fix_ties``); the GEMMs are the selected exact integer GEMM (``kernels_gemm.segment_dot``). First
+call per process: about 15-40 s of compilation (dynamic shapes: one graph for every token count).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import torch
 
+from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
 
@@ -96,21 +97,23 @@ def quantize_act_dfq(x_TI, neg: K.IntGrid, pos: K.IntGrid, *, group_size, roundi
             s_pos.reshape(T, G).contiguous())
 
 
-def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None):
+def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None, impl=None):
     """As :func:`kernels.linear_int` (same results); one fused accumulator update per segment and part."""
     T = parts[0][0].shape[0]
     seg = w.seg
     G = KG._check_linear(parts, w)
+    impl = KG.gemm_impl(w.w_IO.device, impl)
     if T == 0 or not (KG._foldable(parts, w) if fold_unit is None else fold_unit):
-        return KG.linear_int(parts, w, bias, fold_unit)
+        return KG.linear_int(parts, w, bias, fold_unit, impl)
     parts = [tuple(p[:3]) for p in parts]
     f = _fns()
     sws = [w.scaled(unit) for _, _, unit in parts]
+    ops = [n.to(IG.operand_dtype(impl)) for n, _, _ in parts]
     acc = None
     for g in range(G):
         cols = slice(g * seg, (g + 1) * seg)
-        for (n, s, _), sw in zip(parts, sws):
-            d = KG._int_mm(n[:, cols], w.w_IO[cols])
+        for a, (n, s, _), sw in zip(ops, parts, sws):
+            d = KG.segment_dot(impl, a, w, slice(None), cols)  # float32, exact
             s_col = s[:, g : g + 1].contiguous()
             acc = f["first"](s_col, sw[g], d) if acc is None else f["step"](acc, s_col, sw[g], d)
     if bias is not None:

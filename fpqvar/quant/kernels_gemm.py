@@ -1,13 +1,20 @@
 """Exact kernels of the fast quantized linear, part 2 (part 1, operands and quantizer: :mod:`fpqvar.quant.kernels`):
 the GEMM and the accumulation, the datapath's arithmetic (``fpqvar.hw.datapath``) bit for bit.
 
-**Exact group dot products on the fast integer units.** ``D[t, o, g] = sum_i n_x n_w`` over one segment ``g`` of
-the input dim, by ``torch._int_mm`` (int8 x int8 -> int32: oneDNN VNNI / AMX-INT8 on CPU, IMMA tensor cores on
-CUDA). Integer accumulation is exact whatever the order (``|D| <= 127 * 127 * I < 2**31``). Why not bf16: the
-integer operands are exact in bf16 and a bf16 GEMM accumulates in float32, but torch 2.13 on CPU returns the result
-rounded to bf16 (``aten::mm.dtype`` has no CPU kernel) and a 15-bit group sum does not fit bf16's 8 significant
-bits. The int8 GEMM is exact by construction, and faster: on the dev CPU (AMD EPYC, AVX512-VNNI and AVX512-BF16,
-no AMX), 1 thread, 512 x 1024 x 4096: int8 10 ms, bf16 ~22 ms, float32 48 ms.
+**Exact group dot products.** ``D[t, o, g] = sum_i n_x n_w`` over one segment ``g`` of the input dim, by one of
+the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement (``fpqvar.kernels``, operations
+``int_gemm:<operand bound>``; an explicit ``impl`` or ``kernels.override(int_gemm=...)`` wins):
+
+- ``"int8"``: ``torch._int_mm`` (int8 x int8 -> int32: oneDNN VNNI / AMX-INT8 on CPU, IMMA on CUDA), exact in
+  any order. On the dev CPU (AMD EPYC, AVX512-VNNI, no AMX) about 2-3x faster than float32; on an AVX2-only CPU
+  about 270x slower, and under ``ONEDNN_MAX_CPU_ISA=AVX2`` its results are wrong for operands of magnitude 127
+  (int16 saturation; the selector's probe drops it there);
+- ``"float32"``: a float32 GEMM on the same integer values, exact while every partial sum stays within 2**24
+  (FP4 groups of 128: ``|D| <= 128 * 144``); longer reductions are chunked along K and summed in int32.
+
+Both give the same float32 ``D``. Why not bf16: the integer operands are exact in bf16 and a bf16 GEMM accumulates
+in float32, but torch 2.13 on CPU returns the result rounded to bf16 (``aten::mm.dtype`` has no CPU kernel) and a
+15-bit group sum does not fit bf16's 8 significant bits.
 
 **Scales and cross-segment accumulation in float32, in the datapath's order**, vectorised over (t, o)::
 
@@ -35,7 +42,11 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PreparedWeight", "expand_scales", "linear_int", "ROW_CHUNK_ELEMS", "EXPAND_MAX_ROWS"]
+from fpqvar import kernels
+from fpqvar.kernels import int_gemm as IG
+from fpqvar.kernels.select import Candidate, Operation
+
+__all__ = ["PreparedWeight", "expand_scales", "linear_int", "gemm_impl", "ROW_CHUNK_ELEMS", "EXPAND_MAX_ROWS"]
 
 # Row chunks of the (T, O) float32 accumulator in the segment loop: measured on the 2-core dev machine,
 # 2**18 elements (1 MiB) beat 2**14 .. 2**16 (small int8 GEMMs) and 2**20 (L2 misses), e.g. fc2 of var-d16.
@@ -43,6 +54,10 @@ ROW_CHUNK_ELEMS = 1 << 18
 # Few rows (the first scales): one GEMM over a block-diagonal expansion (G * P * T rows) beats G small GEMMs
 # while the expanded row count stays below this (the GEMM is weight-bandwidth bound there).
 EXPAND_MAX_ROWS = 64
+# The float32 GEMM wants more rows per call (K is only one segment, 128): 2**20 accumulator elements measured
+# faster than 2**18 for var-d16's layers (benchmarks/bench_fast_linear.py); the block-diagonal expansion costs
+# G x the flops, which only the int8 GEMM's speed pays for.
+ROW_CHUNK_ELEMS_F32 = 1 << 20
 
 
 def expand_scales(s_RG: torch.Tensor, width: int, seg: int) -> torch.Tensor:
@@ -64,7 +79,9 @@ class PreparedWeight:
     swT_GO: torch.Tensor = None
     lo: float = 0.0
     hi: float = 0.0
+    w_absmax: int = 127  # max |n_w|: bounds the exact float32 reduction length (kernels.int_gemm.exact_chunk)
     _scaled: dict = None
+    _operands: dict = None
 
     def __post_init__(self) -> None:
         I, O = self.w_IO.shape
@@ -74,7 +91,20 @@ class PreparedWeight:
         self.sw_OG = self.sw_OG.to(torch.float32).contiguous()
         self.swT_GO = self.sw_OG.t().contiguous()
         self.lo, self.hi = (float(v) for v in torch.aminmax(self.sw_OG)) if self.sw_OG.numel() else (1.0, 1.0)
+        self.w_absmax = int(self.w_IO.abs().max()) if self.w_IO.numel() else 0
         self._scaled = {}
+        self._operands = {torch.int8: self.w_IO}
+
+    def operand(self, impl: str) -> torch.Tensor:
+        """``w_IO`` in the operand dtype of the GEMM ``impl`` (converted once, cached)."""
+        dt = IG.operand_dtype(impl)
+        if dt not in self._operands:
+            self._operands[dt] = self.w_IO.to(dt)
+        return self._operands[dt]
+
+    def k_chunk(self) -> int:
+        """Reduction length of an exact float32 GEMM against this weight (activation codes |n| <= 127)."""
+        return IG.exact_chunk(127, self.w_absmax)
 
     @property
     def G(self) -> int:
@@ -119,12 +149,29 @@ def _check_linear(parts, w: PreparedWeight) -> int:
     return G
 
 
-def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: bool | None = None) -> torch.Tensor:
+def gemm_impl(device: torch.device, impl: str | None = None, max_abs: int = 127) -> str:
+    """The integer GEMM to use on ``device`` for operands of magnitude ``<= max_abs``: ``impl`` when given, else
+    the kernel selector's choice for that operand class (``kernels.int_gemm.op_name``)."""
+    if impl is not None:
+        IG.operand_dtype(impl)  # validates the name
+        return impl
+    return kernels.choose(IG.op_name(max_abs), device)
+
+
+def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols: slice,
+                out: torch.Tensor | None = None, scratch_i32: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 ``D = a[rows, cols] @ w[cols]`` (exact), ``a`` already in ``impl``'s operand dtype."""
+    return IG.gemm_to_f32(impl, a[rows, cols], w.operand(impl)[cols], out=out, scratch_i32=scratch_i32,
+                          k_chunk=w.k_chunk())
+
+
+def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: bool | None = None,
+               impl: str | None = None) -> torch.Tensor:
     """``y_TO`` (float32) of the datapath: exact segment dot products, then scales and sums in its order.
 
     ``parts``: ordered partial operands ``(n_TI int8, s_TG float32 per segment, unit)``, one for a plain
     layer, two for DFQ (negative half first); ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by
-    :func:`_foldable`.
+    :func:`_foldable`. ``impl``: the integer GEMM (``"int8"`` / ``"float32"``; ``None``: :func:`gemm_impl`).
     """
     T = parts[0][0].shape[0]
     O = w.w_IO.shape[1]
@@ -133,46 +180,42 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
         return w.w_IO.new_zeros((0, O), dtype=torch.float32)
     if fold_unit is None:
         fold_unit = _foldable(parts, w)
+    impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
-    if fold_unit and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
-        y = _linear_expanded(parts, w)
+    if fold_unit and impl == "int8" and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
+        y = _linear_expanded(parts, w, impl)
     else:
-        y = _linear_loop(parts, w, fold_unit)
+        y = _linear_loop(parts, w, fold_unit, impl)
     if bias is not None:
         y.add_(bias)  # fl32(acc + b): bias last
     return y
 
 
-def _int_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """int8 ``(M, K) x (K, N) -> int32``; CUDA's kernel needs ``M > 16``: pad the rows there."""
-    M = a.shape[0]
-    if a.device.type == "cuda" and M <= 16:
-        a = torch.cat([a, a.new_zeros((17 - M, a.shape[1]))])
-        r = torch._int_mm(a, b)[:M]
-        return r if out is None else out.copy_(r)
-    return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
+_int_mm = IG.int_mm  # int8 x int8 -> int32 (CUDA: pads M <= 16)
 
 
-def _linear_loop(parts, w: PreparedWeight, fold_unit: bool) -> torch.Tensor:
+def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.Tensor:
     """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache."""
     T = parts[0][0].shape[0]
     O, seg, dev = w.w_IO.shape[1], w.seg, w.w_IO.device
     sws = [w.scaled(unit) if fold_unit else w.swT_GO for _, _, unit in parts]
     y = torch.empty((T, O), dtype=torch.float32, device=dev)
-    tc = max(1, min(T, ROW_CHUNK_ELEMS // max(O, 1)))
+    tc = max(1, min(T, (ROW_CHUNK_ELEMS if impl == "int8" else ROW_CHUNK_ELEMS_F32) // max(O, 1)))
     buf = torch.empty((tc, O), dtype=torch.float32, device=dev)
     dfl = torch.empty((tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by an
-    d = torch.empty((tc, O), dtype=torch.int32, device=dev)  # int32 tensor would allocate the cast every time)
+    # int32 tensor would allocate the cast every time)
+    d = torch.empty((tc, O), dtype=torch.int32, device=dev) if impl == "int8" else None
+    ops = [n.to(IG.operand_dtype(impl)) for n, _, _ in parts]  # no copy for int8
     for t0 in range(0, T, tc):
         t1 = min(T, t0 + tc)
-        acc, b, dd, df = y[t0:t1], buf[: t1 - t0], d[: t1 - t0], dfl[: t1 - t0]
+        acc, b, df = y[t0:t1], buf[: t1 - t0], dfl[: t1 - t0]
+        dd = None if d is None else d[: t1 - t0]
         first = True
         for g in range(w.G):
             cols = slice(g * seg, (g + 1) * seg)
-            wg = w.w_IO[cols]
-            for (n, s, unit), sw in zip(parts, sws):
-                _int_mm(n[t0:t1, cols], wg, out=dd)
-                df.copy_(dd)  # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
+            for a, (n, s, unit), sw in zip(ops, parts, sws):
+                # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
+                segment_dot(impl, a, w, slice(t0, t1), cols, out=df, scratch_i32=dd)
                 if not fold_unit:
                     df.mul_(unit)  # fl32(D * unit), exact
                 dst = acc if first else b
@@ -184,23 +227,74 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool) -> torch.Tensor:
     return y
 
 
-def _linear_expanded(parts, w: PreparedWeight) -> torch.Tensor:
+def _linear_expanded(parts, w: PreparedWeight, impl: str) -> torch.Tensor:
     """Few rows: one GEMM over a block-diagonal expansion gives every (segment, part) product at once."""
     T = parts[0][0].shape[0]
     (I, O), seg, G, P = w.w_IO.shape, w.seg, w.G, len(parts)
-    xe = torch.zeros((G, P, T, G, seg), dtype=torch.int8, device=w.w_IO.device)
+    xe = torch.zeros((G, P, T, G, seg), dtype=IG.operand_dtype(impl), device=w.w_IO.device)
     diag = xe.diagonal(dim1=0, dim2=3)  # (P, T, seg, G): the blocks [g, p, :, g, :]
     for p, (n, _, _) in enumerate(parts):
         diag[p].copy_(n.view(T, G, seg).permute(0, 2, 1))
-    d = _int_mm(xe.view(G * P * T, I), w.w_IO).view(G, P, T, O)
+    # float32: chunked along K wherever a row's partial sums could pass 2**24 (exact, as int32)
+    d = segment_dot(impl, xe.view(G * P * T, I), w, slice(None), slice(None)).view(G, P, T, O)
     if P == 1:
         s, sw = parts[0][1].t().view(G, 1, T, 1), w.scaled(parts[0][2]).view(G, 1, 1, O)
     else:
         s = torch.stack([s.t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
         sw = w.scaled_stack(tuple(unit for _, _, unit in parts))  # (G, P, 1, O)
     # p = fl32(fl32(s_x * s_w * unit) * D), (g, p) in g-major order
-    prod = torch.mul(s, sw).mul_(d.to(torch.float32)).view(G * P, T, O)
+    prod = torch.mul(s, sw).mul_(d).view(G * P, T, O)
     acc = prod[0]
     for i in range(1, G * P):
         acc.add_(prod[i])
     return acc
+
+
+# --- the kernel selector's integer-GEMM operations: measured on this module's own accumulation loop -------------
+
+
+def _bench_layer(impl: str, bound: int):
+    """Benchmark of :func:`linear_int` with the GEMM ``impl`` on random codes of magnitude ``<= bound``.
+
+    Probe: two small layers at the bound's extremes, one with groups of 128 and one with a single 2048-wide
+    segment (the float32 path's K chunking beyond 2**24); the outputs must match the baseline's bit for bit.
+    Full: a 512 -> 2048 layer with groups of 128 at 2, 32 and 256 rows (few-row and many-row strategies)."""
+
+    def bench(device: torch.device, size: str):
+        g = torch.Generator().manual_seed(0)
+        layers, rows = (((2048, 32, 128), (2048, 32, 2048)), (3,)) if size == "probe" else (((512, 2048, 128),),
+                                                                                             (2, 32, 256))
+        calls = []
+        for I, O, seg in layers:
+            w = torch.randint(-bound, bound + 1, (I, O), generator=g, dtype=torch.int8)
+            w[:, 0] = bound
+            sw = torch.rand((O, I // seg), generator=g) + 0.5
+            pw = PreparedWeight(w.to(device), sw.to(device), seg)
+            for T in rows:
+                n = torch.randint(-bound, bound + 1, (T, I), generator=g, dtype=torch.int8)
+                n[0], n[-1] = bound, -bound
+                s = torch.rand((T, I // seg), generator=g) + 0.5
+                calls.append((pw, [(n.to(device), s.to(device), 2.0**-2)]))
+
+        def run():
+            return [linear_int(parts, pw, None, impl=impl) for pw, parts in calls]
+
+        return run
+
+    return bench
+
+
+def _int8_unavailable(device: torch.device) -> str | None:
+    return None if hasattr(torch, "_int_mm") else "torch._int_mm is missing in this torch build"
+
+
+def _register() -> None:
+    for b in IG.BOUND_CLASSES:
+        kernels.SELECTOR.register(Operation(IG.op_name(b), f"exact integer GEMM of the fast path, |operands| <= {b}", (
+            Candidate("float32", "float32 GEMM on integer-valued operands (exact below 2**24, K chunked)",
+                      _bench_layer("float32", b)),
+            Candidate("int8", "torch._int_mm int8 x int8 -> int32", _bench_layer("int8", b), _int8_unavailable),
+        ), exact=True, margin=1.05))
+
+
+_register()

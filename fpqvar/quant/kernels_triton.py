@@ -1,5 +1,6 @@
 """The ``"triton"`` backend (CUDA only): hand-written Triton kernels for the elementwise stages of
-:mod:`fpqvar.quant.kernels`, same arithmetic and results; the GEMMs stay ``torch._int_mm`` (IMMA tensor cores).
+:mod:`fpqvar.quant.kernels`, same arithmetic and results; the GEMMs are the selected exact integer GEMM
+(``kernels_gemm.segment_dot``: IMMA int8 or float32 with TF32-safe integer operands).
 
 Exactness on the GPU needs three things Triton does not do by default, all set here:
 
@@ -20,6 +21,7 @@ from functools import lru_cache
 
 import torch
 
+from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
 
@@ -156,22 +158,24 @@ def quantize_act_dfq(x_TI, neg: K.IntGrid, pos: K.IntGrid, *, group_size, roundi
     return n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous()
 
 
-def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None):
+def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None, impl=None):
     """As :func:`kernels.linear_int` (same results); one Triton accumulator update per segment and part."""
     T = parts[0][0].shape[0]
     O, seg = w.w_IO.shape[1], w.seg
     G = KG._check_linear(parts, w)
+    impl = KG.gemm_impl(w.w_IO.device, impl)
     if T == 0 or not (KG._foldable(parts, w) if fold_unit is None else fold_unit):
-        return KG.linear_int(parts, w, bias, fold_unit)
+        return KG.linear_int(parts, w, bias, fold_unit, impl)
     parts = [tuple(p[:3]) for p in parts]
     _, acc_kernel = _kernels()
     sws = [w.scaled(unit) for _, _, unit in parts]
+    ops = [n.to(IG.operand_dtype(impl)) for n, _, _ in parts]
     acc = torch.empty((T, O), dtype=torch.float32, device=w.w_IO.device)
     numel, first = T * O, True
     for g in range(G):
         cols = slice(g * seg, (g + 1) * seg)
-        for (n, s, _), sw in zip(parts, sws):
-            d = KG._int_mm(n[:, cols], w.w_IO[cols])
+        for a, (n, s, _), sw in zip(ops, parts, sws):
+            d = KG.segment_dot(impl, a, w, slice(None), cols)  # float32, exact
             sg = s[:, g]
             acc_kernel[(triton_cdiv(numel, _BLOCK),)](acc, sg, sw[g], d, O, numel, sg.stride(0), FIRST=first,
                                                       BLOCK=_BLOCK, enable_fp_fusion=False)

@@ -16,7 +16,13 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from fpqvar import kernels
 from fpqvar.io_utils import atomic_torch_save
+
+_AUTOCAST = ("auto", "float32", "bfloat16", "float16")
+# Keys a resumed run may change: the autocast dtype is a speed choice of the machine (a run may move to another
+# one); "bf16" is its version-1 spelling.
+_RESUMABLE_KEYS = ("steps", "autocast", "bf16", "version")
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,10 @@ class LoopConfig:
     seed: int = 0
     ckpt_every: int = 200
     log_every: int = 20
-    bf16: bool = True  # autocast on CPU uses the AMX units (environment.md section 1)
-    version: int = 1
+    # compute dtype (torch.autocast): "auto" = bfloat16 only where the kernel selector measured it faster than
+    # float32 on this device (7x faster with AMX, 350x slower on AVX2-only CPUs: environment.md section 0)
+    autocast: str = "auto"
+    version: int = 2
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -42,6 +50,8 @@ class LoopConfig:
             raise ValueError(f"LoopConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
             raise ValueError(f"LoopConfig.lr must be > 0, got {self.lr}")
+        if self.autocast not in _AUTOCAST:
+            raise ValueError(f"LoopConfig.autocast must be one of {_AUTOCAST}, got {self.autocast!r}")
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
@@ -67,8 +77,8 @@ def run_loop(model: torch.nn.Module, cfg: LoopConfig, out_dir: str | Path,
     step = 0
     if state_path.is_file():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
-        saved = {k: v for k, v in st["config"].items() if k != "steps"}
-        if saved != {k: v for k, v in _cfg_dict(cfg).items() if k != "steps"}:
+        saved = {k: v for k, v in st["config"].items() if k not in _RESUMABLE_KEYS}
+        if saved != {k: v for k, v in _cfg_dict(cfg).items() if k not in _RESUMABLE_KEYS}:
             raise ValueError(f"{state_path}: saved with a different training config; use a new --out dir")
         if st["config"]["steps"] != cfg.steps:  # extending / shortening a run only re-times the LR schedule
             tqdm.write(f"resuming with steps {st['config']['steps']} -> {cfg.steps}")
@@ -77,13 +87,17 @@ def run_loop(model: torch.nn.Module, cfg: LoopConfig, out_dir: str | Path,
         gen.set_state(st["gen"])
         step = int(st["step"])
     log: list[dict] = []
+    device = next(iter(params)).device if params else torch.device("cpu")
+    dtype = kernels.resolve_dtype("autocast", cfg.autocast, device)
+    tqdm.write(f"{desc}: autocast {str(dtype).replace('torch.', '')} on {device} (LoopConfig.autocast="
+               f"{cfg.autocast!r})")
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=desc, dynamic_ncols=True)
     t0 = time.time()
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = cfg.lr_at(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             metrics = step_fn(gen)
         opt.zero_grad(set_to_none=True)
         metrics["loss"].backward()

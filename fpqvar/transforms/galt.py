@@ -23,9 +23,12 @@ step per scale tensor (500 updates for 10 scales). Our choices, each a config fi
 - ``max_tokens_per_scale``: each scale's tokens are subsampled once (seeded by ``seed``) to this cap. Upstream
   uses all of them (680 tokens x 2 CFG rows x 100 samples = 136k rows per layer for d30), far too slow on a CPU;
 - ``grad_dtype``: the loss (forward GEMM and the reference ``X W^T``) is float32; the two backward GEMMs of the
-  quantized product may run in bfloat16 (about 3.5x faster than float32 on an AVX512-BF16 CPU). Those gradients
-  are already a straight-through approximation; the loss value and the kept lam do not depend on it except
-  through the optimizer's path.
+  quantized product may run in bfloat16 (about 2-3.5x faster than float32 on an AVX512-BF16 CPU, 350x *slower*
+  on an AVX2-only one: environment.md section 0). ``"auto"`` (default) uses bfloat16 only where the kernel
+  selector measured a bfloat16 GEMM faster than float32 on this device (``fpqvar.kernels``, operation
+  ``galt_grad``; the choice is in every report); ``"float32"`` / ``"bfloat16"`` force one. Those gradients are
+  already a straight-through approximation; the loss value and the kept lam do not depend on it except through
+  the optimizer's path.
 
 Memory: the float32 references ``X W^T`` of all scales are kept (``sum_s N_s x O x 4`` bytes: 630 MB for d30
 fc1 at the 2048 cap).
@@ -39,6 +42,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn as nn
 
+from fpqvar import kernels
 from fpqvar.formats import fake_quantize, get_format
 from fpqvar.formats.grid import ROUNDINGS
 from fpqvar.transforms.sites import transform_site_
@@ -54,7 +58,7 @@ __all__ = [
 
 GALT_CONFIG_VERSION = 1
 _KEEPS = ("best", "final")
-_GRAD_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_GRAD_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class GALTConfig:
     weight_decay: float = 0.01
     min_lam: float = 1e-4
     rounding: str = "rne"
-    grad_dtype: str = "bfloat16"
+    grad_dtype: str = "auto"
     version: int = GALT_CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -254,7 +258,7 @@ def learn_galt_lambda(x_per_scale: list[torch.Tensor], w_OI: torch.Tensor, *, Q_
     if cfg.epochs == 0:
         return lam.detach(), history
     opt = torch.optim.AdamW([lam], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gdt = _GRAD_DTYPES[cfg.grad_dtype]
+    gdt = kernels.resolve_dtype("galt_grad", cfg.grad_dtype, w.device)  # "auto": measured (module doc)
     best_lam, best_loss = None, math.inf
     if cfg.keep == "best":
         best_lam, best_loss = lam.detach().clone(), _full_loss(w, Q, data, lam.detach(), cfg)

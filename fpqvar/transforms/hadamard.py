@@ -18,8 +18,9 @@ Everything is *computed* (design.md: no pasted tables), in float64, and cast onc
   cast once; ``OnlineRotation``: ``x <- x blockdiag(Q)`` at run time, in the activation dtype. Since Q is orthogonal,
   ``(x Q)(W Q)^T = x W^T``.
 
-The online transform is a plain matmul with the ``(b, b)`` matrix: on this CPU it beats a Python fast Walsh-Hadamard
-transform by about 8x at b = 128 (environment.md section 3).
+The online transform is a plain matmul with the ``(b, b)`` matrix (on the dev CPU it beats a torch fast
+Walsh-Hadamard transform by 2-8x at b = 128, environment.md section 3), or that transform where the kernel
+selector measures it faster (``fpqvar.kernels.ght``; same rotation, a different float rounding).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import math
 
 import torch
 import torch.nn as nn
+
+from fpqvar import kernels
+from fpqvar.kernels.ght import fwht_factors, rotate_fwht, rotate_matmul
 
 __all__ = [
     "hadamard_matrix",
@@ -208,12 +212,27 @@ class OnlineRotation(nn.Module):
         self.register_buffer("Q_bb", Q.detach().to(torch.float32).clone())
         self.flops_per_token = None if width is None else 2 * width * b
 
+    def _fwht_factors(self):
+        """``(signs, scale)`` when ``Q_bb`` is a randomized Sylvester Hadamard block (recomputed when ``Q_bb``
+        changes, e.g. on load), else ``None``."""
+        key = (self.Q_bb.data_ptr(), self.Q_bb._version, self.Q_bb.device)
+        if self.__dict__.get("_fwht_key") != key:
+            f = fwht_factors(self.Q_bb)
+            self.__dict__["_fwht"] = None if f is None else (f[0].to(self.Q_bb.device), f[1])
+            self.__dict__["_fwht_key"] = key
+        return self.__dict__["_fwht"]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         C, b = x.shape[-1], self.block
         if C % b:
             raise ValueError(f"OnlineRotation: block {b} does not divide the activation width {C} "
                              f"(input shape {tuple(x.shape)})")
-        return (x.reshape(*x.shape[:-1], C // b, b) @ self.Q_bb.to(x.dtype)).reshape(x.shape)
+        # the implementation is measured once per process (fpqvar.kernels, operation "ght")
+        if kernels.choose("ght", x.device) == "fwht":
+            f = self._fwht_factors()
+            if f is not None:
+                return rotate_fwht(x, *f)
+        return rotate_matmul(x, self.Q_bb)
 
     def extra_repr(self) -> str:
         return f"block={self.block}, width={self.width}"

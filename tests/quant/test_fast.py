@@ -2,16 +2,18 @@
 
 References: the datapath model (fpqvar.hw.datapath, its quantizer hw.quantizer_int) where it covers the case, and
 otherwise a numpy model written here from the datapath's documented arithmetic (FP6: one exact integer dot product,
-one float32 rounding)."""
+one float32 rounding). Every test runs once per integer-GEMM candidate of the kernel selector (int8, float32)."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
+from fpqvar import kernels
 from fpqvar.formats import fake_quantize, get_format
 from fpqvar.hw import datapath as dp
 from fpqvar.hw.quantizer_int import quantize_groups, quantize_groups_dfq
+from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import fast
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
@@ -23,6 +25,23 @@ from fpqvar.transforms.hadamard import OnlineRotation, block_hadamard_matrix, ro
 RAGGED_T = [2 * n * n for n in (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)]
 E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6])
 FP4_G = QuantSpec("e2m1", "group", 128)
+
+
+@pytest.fixture(autouse=True, params=IG.INT_GEMM_IMPLS)
+def gemm_impl(request):
+    """Every test of this file with each exact integer GEMM (an explicit choice overrides the measurement)."""
+    with kernels.override(int_gemm=request.param):
+        yield request.param
+
+
+def test_the_requested_gemm_runs(gemm_impl, monkeypatch):
+    used = []
+    orig = IG.gemm_to_f32
+    monkeypatch.setattr(IG, "gemm_to_f32", lambda impl, *a, **k: used.append(impl) or orig(impl, *a, **k))
+    x = _rng(1).standard_normal((40, 256)).astype(np.float32)
+    w = _rng(2).standard_normal((16, 256)).astype(np.float32)
+    assert np.array_equal(_pure_fast(x, w, None, "rne", False), dp.linear_through_datapath(x, w))
+    assert used and set(used) == {gemm_impl}
 
 
 def _rng(seed):
@@ -199,6 +218,7 @@ def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch):
         monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 0)
     if strategy == "chunked":
         monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS", 7 * 72)  # 7 rows per chunk, a ragged last chunk
+        monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS_F32", 7 * 72)
     if strategy == "loop_unfolded":
         monkeypatch.setattr(KG, "_foldable", lambda parts, w: False)
     for rounding in ("rne", "ties_up"):

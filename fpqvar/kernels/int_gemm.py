@@ -1,0 +1,98 @@
+"""Exact integer GEMMs ``D = A B`` for small-integer operands (|a|, |b| <= 127): two implementations, one result.
+
+- ``"int8"``: ``torch._int_mm`` (int8 x int8 -> int32; oneDNN VNNI / AMX-INT8 on CPU, IMMA on CUDA). Exact in any
+  order (``|D| <= 127 * 127 * K < 2**31``). Fast where the CPU has VNNI or AMX; on an AVX2-only CPU about 270x
+  slower than a float32 GEMM (environment.md section 0).
+- ``"float32"``: an ordinary float32 GEMM on integer-valued operands. Every product ``a b`` is an integer of at most
+  14 bits and every partial sum an integer; float32 represents all integers up to ``2**24`` exactly, so the
+  result is exact, in any summation order and with or without fused multiply-adds, as long as every partial sum
+  stays within ``2**24``: guaranteed when ``K * max|a| * max|b| <= 2**24`` (FP4 groups of 128: 128 * 12 * 12).
+  A longer reduction (FP6 per-token x per-channel: ``K * 127 * 60``) is cut into chunks of at most
+  :func:`exact_chunk` columns whose exact results are summed in int32, so the returned float32 is the exact
+  integer rounded once (RNE), as the int8 path's int32 -> float32 conversion. Operands up to 127 are also exact
+  in TF32 / bf16 (8 significant bits), so a reduced-precision float32 matmul mode does not break this either; the
+  kernel selector still verifies every candidate bit for bit on a probe before using it.
+
+Both return the float32 ``D`` (exact integers while ``|D| <= 2**24``, else rounded once), the form the fast path's
+scale-and-accumulate stage consumes (``fpqvar.quant.kernels_gemm``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["INT_GEMM_IMPLS", "BOUND_CLASSES", "F32_EXACT", "bound_class", "op_name", "exact_chunk", "operand_dtype",
+           "int_mm", "gemm_to_f32"]
+
+INT_GEMM_IMPLS = ("int8", "float32")
+F32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is a float32
+# Operand magnitude classes, each a kernel-selector operation ("int_gemm:16" ...) verified at its own bound: an int8
+# kernel may be exact for small operands only (oneDNN's AVX2 s8s8 GEMM sums pairs of u8 x s8 products in saturating
+# int16: exact for FP4 codes, |n| <= 12, wrong at 127). 16: e2m1 x 2 (12), e1m2 x 4 (7); 64: e2m3 x 8 (60), e3m0 x 4
+# (64), DFQ's neg32; 127: int8.
+BOUND_CLASSES = (16, 64, 127)
+
+
+def bound_class(max_abs: int) -> int:
+    """The smallest class of :data:`BOUND_CLASSES` that holds operands of magnitude ``max_abs``."""
+    for b in BOUND_CLASSES:
+        if max_abs <= b:
+            return b
+    raise ValueError(f"integer GEMM operands must have |values| <= 127, got a bound of {max_abs}")
+
+
+def op_name(max_abs: int = 127) -> str:
+    """The kernel-selector operation for operands of magnitude ``max_abs`` (``"int_gemm:16"`` ...)."""
+    return f"int_gemm:{bound_class(max_abs)}"
+
+
+def operand_dtype(impl: str) -> torch.dtype:
+    """The dtype the operands of ``impl`` are stored in."""
+    if impl == "int8":
+        return torch.int8
+    if impl == "float32":
+        return torch.float32
+    raise ValueError(f"integer GEMM implementation must be one of {INT_GEMM_IMPLS}, got {impl!r}")
+
+
+def exact_chunk(max_abs_a: int, max_abs_b: int) -> int:
+    """Largest reduction length ``K`` with ``K * max|a| * max|b| <= 2**24`` (a float32 GEMM is exact there)."""
+    per = max(1, int(max_abs_a)) * max(1, int(max_abs_b))
+    return max(1, F32_EXACT // per)
+
+
+def int_mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """int8 ``(M, K) x (K, N) -> int32``; CUDA's kernel needs ``M > 16``: pad the rows there."""
+    M = a.shape[0]
+    if a.device.type == "cuda" and M <= 16:
+        a = torch.cat([a, a.new_zeros((17 - M, a.shape[1]))])
+        r = torch._int_mm(a, b)[:M]
+        return r if out is None else out.copy_(r)
+    return torch._int_mm(a, b) if out is None else torch._int_mm(a, b, out=out)
+
+
+def _mm_f32_exact(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None, k_chunk: int) -> torch.Tensor:
+    K = a.shape[1]
+    if K <= k_chunk:
+        return torch.mm(a, b) if out is None else torch.mm(a, b, out=out)
+    acc = None
+    part = None
+    for k0 in range(0, K, k_chunk):
+        k1 = min(K, k0 + k_chunk)
+        part = torch.mm(a[:, k0:k1], b[k0:k1]) if part is None else torch.mm(a[:, k0:k1], b[k0:k1], out=part)
+        acc = part.to(torch.int32) if acc is None else acc.add_(part.to(torch.int32))  # exact integers
+    return acc.to(torch.float32) if out is None else out.copy_(acc)  # one RNE rounding beyond 2**24
+
+
+def gemm_to_f32(impl: str, a: torch.Tensor, b: torch.Tensor, *, out: torch.Tensor | None = None,
+                scratch_i32: torch.Tensor | None = None, k_chunk: int | None = None) -> torch.Tensor:
+    """``fl32(A B)`` of integer-valued operands already in ``operand_dtype(impl)``, exact (see module doc).
+
+    ``out``: float32 ``(M, N)`` destination; ``scratch_i32``: an int32 buffer of the same shape for ``"int8"``;
+    ``k_chunk`` (``"float32"``): the exact reduction length, default :func:`exact_chunk` for 127 x 127."""
+    if impl == "int8":
+        d = int_mm(a, b, out=scratch_i32)
+        return d.to(torch.float32) if out is None else out.copy_(d)
+    if impl == "float32":
+        return _mm_f32_exact(a, b, out, exact_chunk(127, 127) if k_chunk is None else k_chunk)
+    raise ValueError(f"integer GEMM implementation must be one of {INT_GEMM_IMPLS}, got {impl!r}")
