@@ -17,7 +17,8 @@ linears x 10 scales, plus ada_lin and head): per (site, scale) we keep
   the rows with the smallest keys are kept, i.e. a uniform sample without replacement), used by GALT, the format
   search and the SQNR report. Default 512 rows: var-d30 holds about 4.6k rows per (block, site) over its 10
   scales, ~7.7 GB in float32 for its 120 block linears; ``reservoir_sites`` (fnmatch patterns over site names)
-  keeps reservoirs only where needed, or lower the cap. The small first scales keep all their rows (100 samples x 2 halves = 200 rows at scale 0).
+  keeps reservoirs only where needed, or lower the cap. The small first scales keep all their
+  rows (100 samples x 2 halves = 200 rows at scale 0).
 
 Sample s uses class ``classes[s]``; by default one per class 0..N-1 when the model has >= N classes, else
 classes cycle (the default model's 10 classes: 10 samples each for N = 100). Batch ``b`` is sampled with seed
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fpqvar.config import ConfigError, StrictConfig
+from fpqvar.model.sampling import sample_tokens
 from fpqvar.model.sites import model_sites
 
 CALIB_VERSION = 2
@@ -203,7 +205,6 @@ def _find_sites(var) -> dict[str, torch.nn.Module]:
 @torch.no_grad()
 def calibrate(var, config: CalibConfig | None = None, *, progress: bool = True) -> CalibrationData:
     """Generate ``config.num_samples`` samples with the (float) model and capture its linear inputs."""
-    from fpqvar.model.sampling import sample_tokens
 
     config = config or CalibConfig()
     classes = config.class_list(var.num_classes)

@@ -38,11 +38,11 @@ import torch.nn as nn
 
 from fpqvar.formats import pack_int4, pack_int6, unpack_int4, unpack_int6
 from fpqvar.io_utils import atomic_save_safetensors
-from fpqvar.model.sites import model_sites
-from fpqvar.quant.operands import install_operand_quantizers, operand_specs
+from fpqvar.model.zoo import MODELS
+from fpqvar.quant.operands import operand_specs
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.recipes import Recipe, load_recipe
-from fpqvar.quant.spec import QuantSpec
+from fpqvar.transforms.hadamard import block_hadamard_matrix, random_hadamard
 
 FORMAT_NAME = "fpqvar-quantized"
 FORMAT_VERSION = 2
@@ -51,7 +51,7 @@ FLOAT_DTYPES = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat
 DERIVED_BUFFERS = ("attn_bias_for_masking", "lvl_1L", "zero_k_bias")
 _QUANT_STATE = ("weight_codes", "weight_scale", "weight_zero_point", "act_scale", "input_lambda", "lam_C")
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FLOAT_DTYPES", "QuantFileError", "save_quantized", "load_quantized",
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FLOAT_DTYPES", "QuantFileError", "save_quantized",
            "read_header", "size_summary"]
 
 
@@ -76,8 +76,6 @@ def _packed_shape(O: int, I: int, packing: str) -> tuple[int, int]:
 
 
 def _infer_model_name(cfg_dict: dict) -> str | None:
-    from fpqvar.model.zoo import MODELS
-
     for name, spec in MODELS.items():
         if spec.var.to_dict() == cfg_dict:
             return name
@@ -101,8 +99,6 @@ def _narrowest(t: torch.Tensor) -> torch.Tensor:
 
 
 def _recipe_rotation(recipe: Recipe, width: int) -> torch.Tensor | None:
-    from fpqvar.transforms.hadamard import block_hadamard_matrix, random_hadamard
-
     if recipe.ght:
         return block_hadamard_matrix(recipe.ght_block, recipe.hadamard_seed).float()
     if recipe.rotation == "full":

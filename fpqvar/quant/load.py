@@ -23,13 +23,20 @@ import torch
 import torch.nn as nn
 
 from fpqvar.formats import decode, get_format
+from fpqvar.model import build_var, build_vqvae
+from fpqvar.model.checkpoints import CheckpointError, check_state_dict, load_vqvae_weights, official_checkpoint
+from fpqvar.model.default import default_paths
 from fpqvar.model.sites import model_sites
-from fpqvar.quant.export import DERIVED_BUFFERS, QuantFileError, _packed_shape, _recipe_rotation, _unpack, \
-    read_header
+from fpqvar.model.zoo import VARConfig, VQVAEConfig, get_model_spec
+from fpqvar.quant.export import DERIVED_BUFFERS, QuantFileError, _packed_shape, _recipe_rotation, _unpack, read_header
 from fpqvar.quant.operands import install_operand_quantizers
 from fpqvar.quant.qlinear import QuantLinear
+from fpqvar.quant.quantize import is_quantized, resolve_rules
 from fpqvar.quant.recipe import Recipe
 from fpqvar.quant.spec import QuantSpec
+from fpqvar.transforms.fuse import OnlineScale
+from fpqvar.transforms.hadamard import OnlineRotation
+from fpqvar.transforms.sites import set_module
 
 __all__ = ["load_quantized", "config_diff"]
 
@@ -45,10 +52,6 @@ def _norm(v):
 
 
 def _resolve_vae(path: Path, header: dict, vae, vae_path):
-    from fpqvar.model import build_vqvae
-    from fpqvar.model.checkpoints import load_vqvae_weights
-    from fpqvar.model.zoo import VQVAEConfig, get_model_spec
-
     if vae is not None:
         return vae
     vcfg = header["vae_config"]
@@ -57,12 +60,8 @@ def _resolve_vae(path: Path, header: dict, vae, vae_path):
         if name is None:
             raise QuantFileError(f"{path}: the file's model is not a named model; pass the VQVAE (vae= / --vae)")
         if name == "default":
-            from fpqvar.model.default import default_paths
-
             vae_path = default_paths().vae
         else:
-            from fpqvar.model.checkpoints import official_checkpoint
-
             vae_path = official_checkpoint(get_model_spec(name).vae_ckpt)
     cfg = VQVAEConfig.from_dict(vcfg) if vcfg is not None else get_model_spec(name).vae
     return load_vqvae_weights(build_vqvae(cfg), vae_path).eval().requires_grad_(False)
@@ -80,7 +79,6 @@ def _spec(d, path: Path, where: str) -> QuantSpec | None:
 def _check_against_recipe(path: Path, recipe: Recipe, sites, layers: dict, operands: dict) -> None:
     """Each stored spec must be what the recipe's first matching rule gives that site (formats may differ only
     where a FormatSearch step selects the site, and then only to one of its candidates)."""
-    from fpqvar.quant.quantize import resolve_rules
 
     try:
         expected = resolve_rules(recipe, sites)
@@ -126,10 +124,6 @@ def _check_against_recipe(path: Path, recipe: Recipe, sites, layers: dict, opera
 
 
 def _install_structure(var: nn.Module, recipe: Recipe, layers: dict, path: Path) -> None:
-    from fpqvar.transforms.fuse import OnlineScale
-    from fpqvar.transforms.hadamard import OnlineRotation
-    from fpqvar.transforms.sites import set_module
-
     for name, info in layers.items():
         mpath = name  # the file keys layers by module path (checked against the site table before)
         lin = var.get_submodule(mpath)
@@ -201,10 +195,6 @@ def load_quantized(path: str | os.PathLike, *, model: nn.Module | None = None, d
     fresh model built from the file's config (VQVAE from ``vae`` / ``vae_path`` / the named model)."""
     from safetensors.torch import load_file
 
-    from fpqvar.model import build_var
-    from fpqvar.model.checkpoints import CheckpointError, check_state_dict
-    from fpqvar.model.zoo import VARConfig
-    from fpqvar.quant.quantize import is_quantized
 
     path = Path(path)
     header = read_header(path)

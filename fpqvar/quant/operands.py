@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fpqvar.quant.qlinear import quantize_activation
 from fpqvar.quant.spec import QuantSpec
 
 __all__ = ["OperandQuantizer", "KVQuantizer", "install_operand_quantizers", "install_kv_quantizers",
@@ -31,8 +32,6 @@ class OperandQuantizer:
     spec: QuantSpec
 
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
-        from fpqvar.quant.qlinear import quantize_activation
-
         if self.spec.granularity == "channel":  # per channel across tokens: rows = (B, H, c) over L
             tok = QuantSpec(**{**self.spec.to_dict(), "granularity": "token"})
             return quantize_activation(t.transpose(-1, -2), tok).transpose(-1, -2).contiguous()

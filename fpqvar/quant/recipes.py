@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fpqvar.model.sites import BLOCK_LINEARS
+from fpqvar.quant.baselines import baseline_recipes
 from fpqvar.quant.recipe import RECIPE_VERSION, LayerRule, Recipe, Rule
 from fpqvar.quant.spec import QuantSpec
 from fpqvar.quant.steps import GALT, GHT, FullHadamard
@@ -87,8 +88,6 @@ def _named() -> list[Recipe]:
 
 
 def _baselines() -> list[Recipe]:
-    from fpqvar.quant.baselines import baseline_recipes
-
     return baseline_recipes()
 
 

@@ -169,7 +169,8 @@ class QuantReport:
     def to_dict(self) -> dict:
         rows = [{**r, "sqnr_db": (None if not math.isfinite(r["sqnr_db"]) else r["sqnr_db"])} for r in self.sqnr]
         return {"version": self.version, "recipe": self.recipe, "layers": self.layers, "sqnr": rows,
-                "galt": self.galt, "formats": self.formats, "kv": self.kv, "operands": self.operands, "timings_s": self.timings_s,
+                "galt": self.galt, "formats": self.formats, "kv": self.kv, "operands": self.operands,
+                "timings_s": self.timings_s,
                 "calibration": self.calibration, "summary": self.summary()}
 
     def summary(self) -> dict:

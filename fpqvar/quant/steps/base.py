@@ -28,6 +28,7 @@ import torch
 from fpqvar.config import ConfigError, StrictConfig
 from fpqvar.model.sites import Site
 from fpqvar.quant.spec import QuantSpec
+from fpqvar.transforms.hadamard import rotate_weight_in
 
 __all__ = ["Transform", "SiteState", "PlanContext", "register_transform", "transform_kinds", "handler_for",
            "ADALN_LINEAR_SITES"]
@@ -173,7 +174,6 @@ class SiteState:
 
     def weight(self, *, rotated: bool = True, lam_C=None, Q_bb=None) -> torch.Tensor:
         """The transformed float32 weight ``(W / lam) Q`` (computed in float64, cast once)."""
-        from fpqvar.transforms.hadamard import rotate_weight_in
 
         lam = self.lam_C if lam_C is None else lam_C
         Q = self.Q_bb if Q_bb is None else Q_bb

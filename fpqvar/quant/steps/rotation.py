@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from fpqvar.config import ConfigError
 from fpqvar.quant.steps.base import Transform, register_transform
+from fpqvar.transforms.hadamard import block_hadamard_matrix, random_hadamard
 
 __all__ = ["GHT", "FullHadamard"]
 
@@ -41,8 +42,6 @@ class FullHadamard(Transform):
 
 
 def _ght(cfg: GHT, states, ctx) -> None:
-    from fpqvar.transforms.hadamard import block_hadamard_matrix
-
     Q = block_hadamard_matrix(cfg.block, cfg.seed)
     for st in states:
         st.set_rotation(Q, f"ght{cfg.block}")
@@ -51,8 +50,6 @@ def _ght(cfg: GHT, states, ctx) -> None:
 
 
 def _full(cfg: FullHadamard, states, ctx) -> None:
-    from fpqvar.transforms.hadamard import random_hadamard
-
     cache = {}
     for st in states:
         n = st.site.in_features

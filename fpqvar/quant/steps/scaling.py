@@ -14,7 +14,8 @@ import torch
 
 from fpqvar.config import ConfigError
 from fpqvar.quant.steps.base import Transform, register_transform
-from fpqvar.transforms.galt import GALTConfig
+from fpqvar.transforms.galt import GALTConfig, learn_galt_lambda
+from fpqvar.transforms.smoothing import smoothquant_scales
 
 __all__ = ["SmoothQuant", "GALT", "galt_defaults_for"]
 
@@ -40,8 +41,6 @@ class SmoothQuant(Transform):
 
 
 def _smooth(cfg: SmoothQuant, states, ctx) -> None:
-    from fpqvar.transforms.smoothing import smoothquant_scales
-
     for st in states:
         s = smoothquant_scales(st.absmax_C(), st.weight(rotated=False), cfg.alpha)
         lam = 1.0 / s  # SmoothQuant divides x by s
@@ -80,8 +79,6 @@ def _history_summary(hist) -> dict:
 
 
 def _galt(cfg: GALT, states, ctx) -> None:
-    from fpqvar.transforms.galt import learn_galt_lambda
-
     gcfg = cfg.config if cfg.config is not None else galt_defaults_for(ctx.model)
     it = states
     if ctx.progress and len(states) > 1:

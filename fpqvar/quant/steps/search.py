@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from fpqvar.config import ConfigError
 from fpqvar.formats import get_format
+from fpqvar.quant.qlinear import quantize_activation
+from fpqvar.quant.report import fake_quant_weight
 from fpqvar.quant.steps.base import Transform, register_transform
 
 __all__ = ["FormatSearch", "BLOCK_LINEAR_SITES"]
@@ -76,9 +78,6 @@ def _best(errs: dict) -> object:
 
 @torch.no_grad()
 def _tensor_search(cfg: FormatSearch, st) -> None:
-    from fpqvar.quant.qlinear import quantize_activation
-    from fpqvar.quant.report import fake_quant_weight
-
     rec = {}
     if _searchable(st.wspec, cfg.candidates, act=False):
         w = st.weight()
@@ -96,8 +95,6 @@ def _tensor_search(cfg: FormatSearch, st) -> None:
 @torch.no_grad()
 def _output_errors(cfg: FormatSearch, st) -> dict:
     """Sum over scales of the squared output error of every (weight fmt, act fmt) pair (a float per pair)."""
-    from fpqvar.quant.qlinear import quantize_activation
-    from fpqvar.quant.report import fake_quant_weight
 
     wfs = cfg.candidates if _searchable(st.wspec, cfg.candidates, False) else (None,)
     afs = cfg.candidates if _searchable(st.aspec, cfg.candidates, True) else (None,)
