@@ -29,7 +29,7 @@ def test_json_output_and_recipes():
 def test_text_output_has_breakdowns():
     r = _run("--model", "default", "--no-claims", "--schedule", "sequential", "--assumptions")
     assert r.exit_code == 0, r.output
-    for s in ("per scale:", "per operator", "energy per image", "GPU roofline", "offchip_bandwidth_bytes_per_s"):
+    for s in ("per scale:", "per operator", "energy per image", "GPU roofline", "memory.offchip.lpddr4.efficiency"):
         assert s in r.output
 
 

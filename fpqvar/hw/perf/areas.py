@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -81,8 +82,15 @@ def _cached(path: str, mtime: float) -> dict:  # keyed on mtime: a refreshed fil
     return _read_cache(Path(path))
 
 
+def default_cache_path() -> Path:
+    """``$FPQVAR_AREA_CACHE`` if set (``fpqvar hw perf --refresh-areas`` sets it for its own run), else the
+    cache shipped with the package."""
+    env = os.environ.get("FPQVAR_AREA_CACHE")
+    return Path(env) if env else SHIPPED_CACHE
+
+
 def load_cache(path: str | Path | None = None) -> dict:
-    p = Path(path) if path is not None else SHIPPED_CACHE
+    p = Path(path) if path is not None else default_cache_path()
     try:
         mtime = p.stat().st_mtime
     except FileNotFoundError:
@@ -96,7 +104,7 @@ def lookup(role: str, cache_path: str | Path | None = None) -> AreaLookup:
         names = ROLE_UNITS[role]
     except KeyError:
         raise ValueError(f"areas.lookup: unknown role {role!r}; known: {', '.join(ROLE_UNITS)}") from None
-    path = Path(cache_path) if cache_path is not None else SHIPPED_CACHE
+    path = default_cache_path() if cache_path is None else Path(cache_path)
     units = load_cache(path)["units"]
     for name in names:
         row = units.get(name)

@@ -136,3 +136,20 @@ def ddr4_only_variant(d: DesignPoint) -> DesignPoint:
     """The same design without the LPDDR4 (every tensor on the DDR4 DIMM)."""
     a = d.accelerator
     return replace(d, name=d.name + "@ddr4", accelerator=replace(a, memory=replace(a.memory, offchip=ddr4_only())))
+
+
+def with_overrides(designs: dict[str, DesignPoint], fpqvar_overrides: dict, baseline_overrides: dict
+                   ) -> dict[str, DesignPoint]:
+    """Every design with the config file's accelerator overrides (``fpqvar_overrides`` on the FPQVAR family,
+    ``baseline_overrides`` on the baselines); errors name the design and the field."""
+    out = {}
+    for n, d in designs.items():
+        ov = fpqvar_overrides if d.family == "fpqvar" else baseline_overrides
+        if not ov:
+            out[n] = d
+            continue
+        try:
+            out[n] = replace(d, accelerator=d.accelerator.with_overrides(ov))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"design {n!r}: {e}") from None
+    return out

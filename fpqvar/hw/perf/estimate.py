@@ -66,6 +66,7 @@ class PerfResult:
     avg_power_w: float
     per_scale_s: dict[int, float]
     per_op: dict[str, dict[str, float]]
+    per_scale_op: dict[str, dict[str, float]]  # "scale:op" -> the same fields as per_op
     unit_busy_s: dict[str, float]
     utilisation: dict[str, float]
     mac_utilisation: dict[str, float]
@@ -96,10 +97,19 @@ def estimate(model: str, var: VARConfig, vae: VQVAEConfig | None, acc: Accelerat
     latency_s = cycles / f
     per_scale: dict[int, float] = defaultdict(float)
     per_op: dict[str, dict[str, float]] = {}
+    per_scale_op: dict[str, dict[str, float]] = {}
     for s in segments:
         crit = s.critical
         per_scale[crit.op.scale] += s.cycles / f
         for m in s.members:
+            cell = per_scale_op.setdefault(f"{m.op.scale}:{m.op.name}", {"exposed_s": 0.0, "busy_s": 0.0,
+                                                                         "flops": 0.0, "dram_bytes": 0.0,
+                                                                         "unit": m.unit})
+            cell["busy_s"] += m.cycles / f
+            cell["flops"] += m.op.flops
+            cell["dram_bytes"] += m.dram_bytes
+            if m is crit:
+                cell["exposed_s"] += s.cycles / f
             row = per_op.setdefault(m.op.name, {"exposed_s": 0.0, "busy_s": 0.0, "flops": 0.0,
                                                 "dram_bytes": 0.0, "unit": m.unit})
             row["busy_s"] += m.cycles / f
@@ -136,7 +146,7 @@ def estimate(model: str, var: VARConfig, vae: VQVAEConfig | None, acc: Accelerat
         model=model, recipe=recipe.name, schedule=opts.schedule, accelerator=acc.name, batch_images=B,
         clock_hz=f, cycles=cycles, latency_s=latency_s, images_per_s=B / latency_s if latency_s else 0.0,
         energy_per_image_j=e_img, avg_power_w=e_img * B / latency_s if latency_s else 0.0,
-        per_scale_s=dict(sorted(per_scale.items())), per_op=per_op,
+        per_scale_s=dict(sorted(per_scale.items())), per_op=per_op, per_scale_op=per_scale_op,
         unit_busy_s={u: v for u, v in busy.items() if u not in ("host", "dma")},
         utilisation={u: v / latency_s for u, v in busy.items() if u not in ("host", "dma") and latency_s},
         mac_utilisation=mac_util, dram_bytes=dram,

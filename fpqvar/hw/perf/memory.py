@@ -13,6 +13,7 @@ sets it to None and must not place anything there.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from fpqvar.hw.perf.config import F, _positive
@@ -116,6 +117,14 @@ class OffChip:
 def ddr4_only() -> OffChip:
     """The single-DIMM memory system of the issue-8 model (every tensor class on the DDR4 DIMM)."""
     return OffChip(lpddr4=None, placement=TensorPlacement("ddr4", "ddr4", "ddr4", "ddr4"))
+
+
+def single_channel(bandwidth_bytes_per_s: float) -> OffChip:
+    """One ideal channel of the given bandwidth (efficiency 1, enough NoC ports): for sweeps and tests."""
+    ports = max(1, math.ceil(bandwidth_bytes_per_s / 16.0e9))
+    ch = MemoryChannel(peak_bandwidth_bytes_per_s=bandwidth_bytes_per_s, peak_source="swept", efficiency=1.0,
+                       efficiency_source="ideal (sweep)", noc_ports=ports)
+    return OffChip(ddr4=ch, lpddr4=None, placement=TensorPlacement("ddr4", "ddr4", "ddr4", "ddr4"))
 
 
 def transfer_cycles_by_channel(bytes_by_channel: dict[str, float], bytes_per_cycle: dict[str, float]) -> float:
