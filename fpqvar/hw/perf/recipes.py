@@ -11,6 +11,10 @@ per-group activation quantizers exist, and the KV-cache width. Accuracy is not m
   activation quantization, fc2 and the FP16 operators on the DSPs in FP16.
 - ``int8-fc2`` / ``int4-fc2``: the same with fc2 integer too.
 - ``fp16``: everything on the DSP array in FP16 (no quantizers).
+- Quantization-recipe names (``fpqvar.quant.recipes``): ``fpqvar-w6a6`` (E2M3 / DFQ-FP6 are exact int8 values:
+  DSP58 INT8 mode, + GHT), ``fp4-rtn`` (E2M1 on all four GEMMs), ``int4-rtn`` / ``int6-rtn`` (= int4 / int6 with
+  fc2 FP16), ``*-strict`` (fc2 integer), ``litevar-w4a4`` / ``-w6a6`` (ada_lin / head / word_embed integer too,
+  attention INT8), ``*-kv6`` (6-bit KV cache). Other names raise, listing the known ones.
 """
 
 from __future__ import annotations
