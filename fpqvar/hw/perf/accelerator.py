@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from fpqvar.hw.perf.energy import PowerModel
-from fpqvar.hw.perf.lut_costs import measured_lut_costs
 from fpqvar.hw.perf.hardware import (
     FMU,
-    AIEArray,
     HW_VERSION,
     SFU,
+    AIEArray,
     DSPArray,
     F,
     GHTUnit,
@@ -27,6 +26,7 @@ from fpqvar.hw.perf.hardware import (
     from_dict,
     with_overrides,
 )
+from fpqvar.hw.perf.lut_costs import measured_lut_costs
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 GEMM dataflow (assumption, CHARM-style weight streaming): activations stay in the on-chip activation buffer
 (if they fit; otherwise they are streamed from and to DDR with every weight tile); weights (or, for the
 attention products, the cached keys / values) stream from their off-chip channel (``memory.py``) in column
-tiles that fit the weight buffer; per tile, cycles = max(load, compute, store) in steady state (``tiles.pipeline_cycles``). The qkv GEMM writes
-the new keys and values (2/3 of its outputs) to the DDR KV cache. Element-wise operators, the GHT and the
-quantizers run from on-chip buffers at their unit's rate.
+tiles that fit the weight buffer; per tile, cycles = max(load, compute, store) in steady state
+(``tiles.pipeline_cycles``). The qkv GEMM writes the new keys and values (2/3 of its outputs) to the KV
+cache. Element-wise operators, the GHT and the quantizers run from on-chip buffers at their unit's rate.
 """
 
 from __future__ import annotations

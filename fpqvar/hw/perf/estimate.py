@@ -18,7 +18,6 @@ from fpqvar.hw.perf.schedule import SCHEDULES, build_segments
 from fpqvar.model.workload import WorkloadOptions, var_workload
 from fpqvar.model.zoo import VARConfig, VQVAEConfig
 
-
 ADA_LIN_MODES = ("per_scale", "once", "table")
 
 

@@ -10,7 +10,7 @@ numbers; calibrated variants live in ``claims.py`` and say so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from fpqvar.hw.perf.config import (  # noqa: F401 - re-exported: the descriptions' public helpers
@@ -22,7 +22,6 @@ from fpqvar.hw.perf.config import (  # noqa: F401 - re-exported: the description
     to_dict,
     with_overrides,
 )
-
 from fpqvar.hw.perf.lut_costs import SECTION6, LutCosts, adder_tree_luts  # noqa: F401 - re-exported
 from fpqvar.hw.perf.memory import OffChip
 

@@ -58,7 +58,8 @@ def size_for_stream(acc: Accelerator, var: VARConfig, recipe: HWRecipe, batch_im
     r = stream_ratios(acc, var, recipe, batch_images)
     changes: dict = {}
     if "quant" in r:
-        changes["quantizer"] = replace(acc.quantizer, lanes=max(1, int(_pow2_at_least(acc.quantizer.lanes * r["quant"]))))
+        lanes = max(1, int(_pow2_at_least(acc.quantizer.lanes * r["quant"])))
+        changes["quantizer"] = replace(acc.quantizer, lanes=lanes)
     if "sfu" in r:
         changes["sfu"] = replace(acc.sfu, lanes=max(1, int(_pow2_at_least(acc.sfu.lanes * r["sfu"]))))
     if "ghtu" in r and acc.ghtu is not None:
