@@ -57,30 +57,51 @@ def _designs(config: Path | None, luts_json: Path | None):
     return acc, int_acc, gpu
 
 
+def _named(var, rec, cfg_path: Path | None):
+    """Named design points with the config file's overrides (accelerator -> FPQVAR family, integer_accelerator
+    -> baselines)."""
+    from fpqvar.cli.common import fail
+    from fpqvar.hw.perf.designs import named_designs, with_overrides
+
+    cfg = _read_json(cfg_path, "config") if cfg_path else {}
+    try:
+        return with_overrides(named_designs(var, rec), cfg.get("accelerator", {}), cfg.get("integer_accelerator", {}))
+    except ValueError as e:
+        fail(f"config {cfg_path}: {e}")
+
+
 def register(app: typer.Typer, hw_app: typer.Typer) -> None:
     @hw_app.command("perf")
     def perf(
         model: str = typer.Option("var-d30", help="model name (var-d16 .. var-d30, default)"),
-        recipe: str = typer.Option("fpqvar-w4a4", help="fpqvar-w4a4 (FPQVAR design); int8, int4, int8-fc2, "
-                                   "int4-fc2, fp16 (DSP-based integer design)"),
-        schedule: str = typer.Option("level2", help="sequential, level1 or level2"),
+        recipe: str = typer.Option("fpqvar-w4a4", help="quantization recipe with a hardware mapping: fpqvar-w4a4, "
+                                   "fpqvar-w6a6, fp4-rtn, int4-rtn, litevar-w4a4, ... (or int8, int4, int8-fc2, "
+                                   "int4-fc2, fp16 on the DSP-based design)"),
+        schedule: str = typer.Option("level2", help="sequential, level1, level2 or stream"),
         config: Path = typer.Option(None, help="JSON overrides: accelerator, integer_accelerator, gpu, luts_json"),
-        luts_json: Path = typer.Option(None, help="LUT counts measured by `fpqvar hw area --json` (else the "
-                                       "given counts of hardware.md section 6)"),
+        luts_json: Path = typer.Option(None, help="LUT counts from `fpqvar hw area --json` (else the area cache's "
+                                       "Yosys measurements, formula where a unit is not measured)"),
         batch: int = typer.Option(1, min=1, help="images per generation call"),
-        ada_lin_once: bool = typer.Option(False, help="compute ada_lin once per sample (upstream: every scale)"),
+        ada_lin: str = typer.Option("per_scale", help="per_scale (upstream), once (per image) or table (per class)"),
+        ada_lin_once: bool = typer.Option(False, help="same as --ada-lin once"),
         vae_on_accelerator: bool = typer.Option(False, help="run the VQVAE decoder on the DSP array in FP16 "
                                                 "(default: kept on the host, reported but not timed)"),
-        claims: bool = typer.Option(True, help="evaluate the paper's claims (var-d30) beside the model"),
+        designs: bool = typer.Option(True, help="estimate every named design point and baseline"),
+        claims: bool = typer.Option(True, help="evaluate the paper's claims (var-d30) against the named designs"),
         assumptions: bool = typer.Option(False, help="list every hardware field with unit and source"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
         sweep: bool = typer.Option(False, help="sweep array size, clock and bandwidth; needs --out"),
-        out: Path = typer.Option(None, help="folder for sweep.json and sweep.png"),
+        out: Path = typer.Option(None, help="folder for the figures (roofline, heat map, tornado), perf.json, "
+                                 "report.html (and sweep.*)"),
+        refresh_areas: Path = typer.Option(None, help="synthesize our RTL units with Yosys (minutes) and write the "
+                                           "area cache to this JSON file, then use it"),
     ) -> None:
-        """Latency, images/s, per-scale and per-operator breakdown, utilisation and energy per image."""
+        """Latency, images/s, per-scale and per-operator breakdown, energy; the named designs and the claims."""
+        from dataclasses import replace as dc_replace
+
         from fpqvar.cli.common import fail, print_json
         from fpqvar.hw.perf import report
-        from fpqvar.hw.perf.estimate import EstimateOptions, estimate
+        from fpqvar.hw.perf.estimate import ADA_LIN_MODES, EstimateOptions, estimate
         from fpqvar.hw.perf.gpu import estimate_gpu
         from fpqvar.hw.perf.hardware import assumptions as assumption_rows
         from fpqvar.hw.perf.recipes import get_hw_recipe
@@ -89,28 +110,65 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
 
         if schedule not in SCHEDULES:
             fail(f"--schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        ada = "once" if ada_lin_once else ada_lin
+        if ada not in ADA_LIN_MODES:
+            fail(f"--ada-lin {ada_lin!r}: expected one of {', '.join(ADA_LIN_MODES)}")
         if sweep and out is None:
             fail("--sweep needs --out DIR")
+        if refresh_areas is not None:
+            import os
+
+            from fpqvar.hw import synth
+            from fpqvar.hw.perf import areas
+
+            if synth.find_yosys() is None:
+                fail(synth.YOSYS_INSTALL_HINT)
+            try:
+                areas.refresh(refresh_areas, progress=lambda u: typer.echo(f"synthesizing {u} ...", err=True))
+            except (synth.SynthError, ValueError) as e:
+                fail(str(e))
+            os.environ["FPQVAR_AREA_CACHE"] = str(refresh_areas)
         try:
             spec = get_model_spec(model)
             rec = get_hw_recipe(recipe)
         except ValueError as e:
             fail(str(e))
         acc, int_acc, gpu = _designs(config, luts_json)
-        hw = acc if rec.needs_fmu else int_acc
-        opts = EstimateOptions(schedule=schedule, batch_images=batch, ada_lin_per_scale=not ada_lin_once,
-                               vae_on_host=not vae_on_accelerator)
+        hw = acc if (rec.needs_fmu or rec.needs_ghtu) else int_acc
+        opts = EstimateOptions(schedule=schedule, batch_images=batch, ada_lin=ada, vae_on_host=not vae_on_accelerator)
+        if schedule == "stream":
+            from fpqvar.hw.perf.streaming import size_for_stream
+
+            hw = size_for_stream(hw, spec.var, rec, batch)
         try:
             result = estimate(model, spec.var, spec.vae, hw, rec, opts)
         except ValueError as e:
             fail(str(e))
         g = estimate_gpu(spec.var, spec.vae, gpu, batch, True, not vae_on_accelerator)
-        payload = {"result": result.to_dict(), "gpu": g.to_dict(), "options": opts.__dict__}
+        payload = {"result": result.to_dict(), "gpu": g.to_dict(), "options": opts.__dict__,
+                   "area_sources": dict(acc.fmu.costs.role_sources) if acc.fmu else {}}
         text = [report.format_result(result), report.format_gpu(g)]
+        named, named_res = {}, {}
+        if designs or claims or out is not None:
+            named = _named(spec.var, rec, config)
+            try:
+                named_res = {n: d.run(model, spec.var, spec.vae) for n, d in named.items()}
+            except ValueError as e:
+                fail(str(e))
+            payload["designs"] = {n: {**named[n].summary(), "images_per_s": r.images_per_s, "latency_s": r.latency_s,
+                                      "energy_per_image_j": r.energy_per_image_j, "dram_gb": r.dram_bytes / 1e9}
+                                  for n, r in named_res.items()}
+            text += ["", report.format_designs(payload["designs"], model)]
         if claims:
             from fpqvar.hw.perf.claims import CLAIM_MODEL, evaluate_claims
 
-            cl, _ = evaluate_claims(acc, int_acc, gpu, opts=opts)
+            cspec = get_model_spec(CLAIM_MODEL)
+            if model == CLAIM_MODEL:
+                c_named, c_res = named, named_res
+            else:
+                c_named = _named(cspec.var, rec, config)
+                c_res = {n: d.run(CLAIM_MODEL, cspec.var, cspec.vae) for n, d in c_named.items()}
+            cl = evaluate_claims(c_named, c_res, gpu, cspec.var, cspec.vae)
             payload["claims"] = [c.to_dict() for c in cl]
             text += ["", report.format_claims(cl, CLAIM_MODEL)]
         rows = assumption_rows(hw)
@@ -120,6 +178,21 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         else:
             text += ["", "key assumptions (all: --assumptions):",
                      report.format_assumptions(rows, report.KEY_ASSUMPTIONS)]
+        if out is not None:
+            from fpqvar.hw.perf import plots
+            from fpqvar.hw.perf.designs import DesignPoint
+            from fpqvar.hw.perf.html_report import write_report
+            from fpqvar.io_utils import atomic_write_json
+
+            chosen = DesignPoint(f"{hw.name} ({recipe}, {schedule})", hw, rec, opts)
+            figs = [out / "roofline.png", out / "heatmap.png", out / "tornado.png"]
+            plots.plot_roofline(chosen, result, figs[0])
+            plots.plot_heatmap(chosen, result, figs[1])
+            torn = plots.tornado(dc_replace(chosen, name=chosen.name), model, spec.var, spec.vae, result)
+            plots.plot_tornado(chosen, torn, figs[2])
+            payload["tornado"] = torn
+            payload["figures"] = [str(f) for f in figs]
+            text += ["", "figures: " + ", ".join(str(f) for f in figs)]
         if sweep:
             from fpqvar.hw.perf.sweep import format_sweep, plot_sweep
             from fpqvar.hw.perf.sweep import sweep as run_sweep
@@ -133,6 +206,12 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             payload["sweep"] = {"points": rows_out, "png": str(out / "sweep.png"), "json": str(out / "sweep.json")}
             text += ["", f"sweep: {len(points)} points -> {out / 'sweep.json'}, {out / 'sweep.png'}"]
             text += format_sweep(points)
+            payload.setdefault("figures", []).append(str(out / "sweep.png"))
+        if out is not None:
+            atomic_write_json(out / "perf.json", payload)
+            write_report(out / "report.html", f"fpqvar hw perf: {model}, {recipe}", payload.get("designs", {}),
+                         payload.get("claims", []), [Path(f) for f in payload["figures"]], result.notes)
+            text.append(f"report: {out / 'report.html'}, {out / 'perf.json'}")
         if as_json:
             print_json(payload)
         else:

@@ -29,7 +29,7 @@ def test_json_output_and_recipes():
 def test_text_output_has_breakdowns():
     r = _run("--model", "default", "--no-claims", "--schedule", "sequential", "--assumptions")
     assert r.exit_code == 0, r.output
-    for s in ("per scale:", "per operator", "energy per image", "GPU roofline", "offchip_bandwidth_bytes_per_s"):
+    for s in ("per scale:", "per operator", "energy per image", "GPU roofline", "memory.offchip.lpddr4.efficiency"):
         assert s in r.output
 
 
@@ -74,3 +74,23 @@ def test_sweep_writes_png_and_json(tmp_path):
     bw = [p["images_per_s"] for p in pts if p["axis"] == "bandwidth"]
     assert bw == sorted(bw)  # more bandwidth is never slower
     assert not list((tmp_path / "sw").glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_bar_json_has_named_designs_and_claim_pairs(tmp_path):
+    """Issue 15's bar: images/s for each named design and claims whose entries name the pair and assumptions;
+    --out writes the figures and the HTML report."""
+    r = _run("--model", "var-d30", "--recipe", "fpqvar-w4a4", "--json", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    names = set(d["designs"])
+    assert {"fpqvar", "fpqvar-stream", "fpqvar-unified", "dsp58-int8", "lut-int4-sm", "lut-int4-twos",
+            "dsp-lut-int4", "aie-int8", "aie-int8-seq"} <= names
+    assert all(v["images_per_s"] > 0 for v in d["designs"].values())
+    claims = {c["key"]: c for c in d["claims"]}
+    e = claims["int_throughput"]["entries"][0]
+    assert e["design"] in names and e["reference"] and " | vs | " in e["assumptions"]
+    for f in ("roofline.png", "heatmap.png", "tornado.png"):
+        assert (tmp_path / "o" / f).read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "data:image/png;base64" in page and "integer accelerator" in page
+    assert _run("--recipe", "smoothquant-w8a8", "--no-claims", "--no-designs").exit_code == 2

@@ -10,6 +10,7 @@ from fpqvar.hw.perf import tiles
 from fpqvar.hw.perf.accelerator import Accelerator, fpqvar_vck190, integer_vck190
 from fpqvar.hw.perf.cost import gemm_cost, ght_cost, quant_cost, sfu_cost
 from fpqvar.hw.perf.hardware import FMU, LutCosts, Memory, adder_tree_luts, assumptions
+from fpqvar.hw.perf.memory import single_channel
 from fpqvar.hw.perf.recipes import get_hw_recipe
 from fpqvar.model.workload import Op, elementwise, gemm
 
@@ -75,11 +76,11 @@ def test_validation_and_overrides_name_the_field():
     assert acc.clock_hz == 300e6 and acc.e2m1_pes == 10
     # an integer design gets an FMU back from a dict
     assert integer_vck190().with_overrides({"fmu": {"e2m1_pes": 4, "dfq_pes": 2}}).e2m1_pes == 4
-    acc2 = Accelerator.from_dict({"name": "x", "memory": {"offchip_bandwidth_bytes_per_s": 1e9}})
-    assert acc2.name == "x" and acc2.memory.offchip_bandwidth_bytes_per_s == 1e9
+    acc2 = Accelerator.from_dict({"name": "x", "memory": {"offchip": {"ddr4": {"peak_bandwidth_bytes_per_s": 1e9}}}})
+    assert acc2.name == "x" and acc2.memory.offchip.ddr4.peak_bandwidth_bytes_per_s == 1e9
     rows = assumptions(fpqvar_vck190())
     assert {"field", "value", "unit", "source"} <= set(rows[0])
-    assert any(r["field"] == "memory.offchip_bandwidth_bytes_per_s" for r in rows)
+    assert any(r["field"] == "memory.offchip.lpddr4.efficiency" for r in rows)
     assert all(r["source"] for r in rows)
 
 
@@ -109,7 +110,7 @@ def _tiny_acc(**mem) -> Accelerator:
     return fpqvar_vck190().with_overrides({
         "clock_hz": 100e6, "fmu": {"e2m1_pes": 2, "dfq_pes": 1},
         "dsp": {"gemm_dsps": 10},
-        "memory": {"offchip_bandwidth_bytes_per_s": 400e6, **mem}})
+        "memory": {"offchip": single_channel(400e6), **mem}})
 
 
 def test_gemm_cost_by_hand():
@@ -142,7 +143,7 @@ def test_gemm_cost_dsp_fc2_fallback_and_errors():
     assert gemm_cost(fc2, acc, get_hw_recipe("fpqvar-w4a4")).unit == "dfq"
     no_dfq = acc.with_overrides({"fmu": {"dfq_pes": 0}})
     assert gemm_cost(fc2, no_dfq, get_hw_recipe("fpqvar-w4a4")).unit == "fmu"
-    with pytest.raises(ValueError, match="needs the FMU"):
+    with pytest.raises(ValueError, match="has no PEs"):
         gemm_cost(fc2, integer_vck190(), get_hw_recipe("fpqvar-w4a4"))
     i8 = gemm_cost(gemm("qkv", "linear", 0, 0, m=2, k=128, n=384), integer_vck190(), get_hw_recipe("int8"))
     assert i8.events[0][0] == "mac:dsp:int8"

@@ -7,6 +7,7 @@ from fpqvar.hw.perf.cost import OpCost, cost_op
 from fpqvar.hw.perf.energy import PowerModel, energy_breakdown_joules
 from fpqvar.hw.perf.estimate import EstimateOptions, estimate
 from fpqvar.hw.perf.gpu import estimate_gpu, kernel_seconds
+from fpqvar.hw.perf.memory import single_channel
 from fpqvar.hw.perf.recipes import get_hw_recipe
 from fpqvar.hw.perf.schedule import build_segments, overlap_cycles
 from fpqvar.model.workload import Op, WorkloadOptions, transformer_ops
@@ -16,8 +17,9 @@ W4A4 = get_hw_recipe("fpqvar-w4a4")
 TINY = VARConfig(depth=2, embed_dim=256, num_heads=4, vocab_size=64, z_channels=8, num_classes=10, patch_nums=(1, 2, 4))
 
 
-def _c(name, unit, cycles, busy, dram=0.0, block=0, latency=0.0):
-    return OpCost(Op(name, "gemm", "linear", 0, block), unit, cycles, busy, dram_bytes=dram, latency_cycles=latency)
+def _c(name, unit, cycles, busy, dram=0.0, block=0, latency=0.0, channel="ddr4"):
+    return OpCost(Op(name, "gemm", "linear", 0, block), unit, cycles, busy, dram=((channel, dram),) if dram else (),
+                  latency_cycles=latency)
 
 
 def test_overlap_cycles_by_hand():
@@ -37,11 +39,11 @@ def test_segments_per_schedule():
     acc = fpqvar_vck190()
     ops = transformer_ops(TINY, WorkloadOptions(ght_block=128, quantize_acts=True))
     costs = [cost_op(o, acc, W4A4) for o in ops]
-    seq = build_segments(costs, "sequential", acc.bytes_per_cycle)
+    seq = build_segments(costs, "sequential", acc.channel_bytes_per_cycle)
     assert all(len(s.members) == 1 for s in seq) and len(seq) == len(costs)
-    l1 = _names(build_segments(costs, "level1", acc.bytes_per_cycle))
+    l1 = _names(build_segments(costs, "level1", acc.channel_bytes_per_cycle))
     assert ("ght_qkv", "quant_qkv", "qkv") in l1 and ("quant_fc2", "fc2") in l1 and ("quant_proj", "proj") in l1
-    l2 = build_segments(costs, "level2", acc.bytes_per_cycle)
+    l2 = build_segments(costs, "level2", acc.channel_bytes_per_cycle)
     merged = [s for s in l2 if {"fc2", "ada_lin"} <= {m.op.name for m in s.members}]
     # one per (scale, block 0 -> block 1): 3 scales, depth 2
     assert len(merged) == 3
@@ -67,7 +69,7 @@ def _lat(acc, spec, schedule="level2", recipe=W4A4):
 def test_monotone_in_bandwidth_pes_and_clock(schedule):
     spec = get_model_spec("var-d16")
     base = fpqvar_vck190().with_overrides({"dsp": {"gemm_dsps": 1000}})  # DSP array fixed while PEs vary
-    bws = [lat for lat in (_lat(base.with_overrides({"memory": {"offchip_bandwidth_bytes_per_s": b}}), spec, schedule)
+    bws = [lat for lat in (_lat(base.with_overrides({"memory": {"offchip": single_channel(b)}}), spec, schedule)
                            for b in (3.2e9, 12.8e9, 25.6e9, 51.2e9, 204.8e9))]
     assert all(x >= y for x, y in zip(bws, bws[1:])) and bws[0] > bws[-1]
     pes = [_lat(base.with_overrides({"fmu": {"e2m1_pes": p, "dfq_pes": p // 2}}), spec, schedule)
@@ -93,7 +95,7 @@ def test_estimate_bookkeeping():
     assert r.host_flops == pytest.approx(393.7e9, rel=1e-3) and any("host" in n for n in r.notes)
     on_chip = estimate("var-d16", spec.var, spec.vae, fpqvar_vck190(), W4A4, EstimateOptions(vae_on_host=False))
     assert on_chip.latency_s > r.latency_s / 2 and on_chip.host_flops == 0
-    once = estimate("var-d16", spec.var, spec.vae, fpqvar_vck190(), W4A4, EstimateOptions(ada_lin_per_scale=False))
+    once = estimate("var-d16", spec.var, spec.vae, fpqvar_vck190(), W4A4, EstimateOptions(ada_lin="once"))
     assert once.latency_s < estimate("var-d16", spec.var, spec.vae, fpqvar_vck190(), W4A4).latency_s
     with pytest.raises(ValueError, match="GHTU"):
         estimate("var-d16", spec.var, spec.vae, integer_vck190(), W4A4)

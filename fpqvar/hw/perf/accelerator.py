@@ -16,6 +16,7 @@ from fpqvar.hw.perf.hardware import (
     FMU,
     HW_VERSION,
     SFU,
+    AIEArray,
     DSPArray,
     F,
     GHTUnit,
@@ -25,6 +26,7 @@ from fpqvar.hw.perf.hardware import (
     from_dict,
     with_overrides,
 )
+from fpqvar.hw.perf.lut_costs import measured_lut_costs
 
 
 @dataclass(frozen=True)
@@ -35,20 +37,26 @@ class Accelerator:
     clock_hz: float = F(400e6, "Hz", "assumption: the 400 MHz of LightMamba, the same lab's W4A4 VCK190 "
                         "design (hardware.md section 1); the FPQVAR clock is unknown")
     device_luts: int = F(899_840, "LUT", "hardware.md section 2 (secondary source; primary count unknown)")
+    device_ffs: int = F(1_799_680, "FF", "hardware.md section 2: derived from 64 FF : 32 LUT per CLB (UG1273), "
+                        "not sourced")
     fmu: FMU | None = field(default_factory=FMU)
     ghtu: GHTUnit | None = field(default_factory=GHTUnit)
     quantizer: Quantizer = field(default_factory=Quantizer)
     sfu: SFU = field(default_factory=SFU)
     dsp: DSPArray = field(default_factory=DSPArray)
     memory: Memory = field(default_factory=Memory)
+    aie: AIEArray | None = None
     power: PowerModel = field(default_factory=PowerModel)
     version: int = HW_VERSION
 
     def __post_init__(self) -> None:
         _positive(self, "clock_hz", "device_luts")
         if self.luts_used > self.device_luts:
-            raise ValueError(f"Accelerator {self.name!r}: FMU + GHTU need {self.luts_used:.0f} LUTs, more than "
-                             f"device_luts = {self.device_luts} (lower fmu.lut_budget_luts or fmu.*_pes)")
+            raise ValueError(f"Accelerator {self.name!r}: FMU + GHTU + quantizer need {self.luts_used:.0f} LUTs, "
+                             f"more than device_luts = {self.device_luts} (lower fmu.lut_budget_luts or fmu.*_pes)")
+        if self.ffs_used > self.device_ffs:
+            raise ValueError(f"Accelerator {self.name!r}: PE arrays + GHTU need {self.ffs_used:.0f} FFs, more than "
+                             f"device_ffs = {self.device_ffs}")
         free = self.dsp.device_dsps - self.dsp.reserved_dsps - self.pe_dsps
         if self.dsp.gemm_dsps is not None and self.dsp.gemm_dsps > free:
             raise ValueError(f"Accelerator {self.name!r}: dsp.gemm_dsps = {self.dsp.gemm_dsps} but only {free} "
@@ -80,13 +88,30 @@ class Accelerator:
 
     @cached_property
     def luts_used(self) -> float:
-        """LUTs of the modelled compute units (FMU arrays + GHTUs); control and I/O are not modelled."""
-        fmu = self.fmu.luts if self.fmu else 0.0
-        ght = self.ghtu.units * self.fmu.costs.fht128_luts if (self.ghtu and self.fmu) else 0.0
-        return fmu + ght
+        """LUTs of the modelled compute units: PE arrays + GHTUs (a folded FHT of v < 1 vectors per cycle costs
+        v x the 128-point unit: assumption) + quantizer lanes; SFU, control and I/O are not modelled."""
+        if self.fmu is None:
+            return 0.0
+        c = self.fmu.costs
+        ght = self.ghtu.units * min(1.0, self.ghtu.vectors_per_cycle) * c.fht128_luts if self.ghtu else 0.0
+        return self.fmu.luts + ght + self.quantizer.lanes * c.quant_lane_luts
+
+    @cached_property
+    def ffs_used(self) -> float:
+        """FFs of the PE arrays and GHTUs (measured where the area cache has them)."""
+        if self.fmu is None:
+            return 0.0
+        ght = self.ghtu.units * min(1.0, self.ghtu.vectors_per_cycle) * self.fmu.costs.fht128_ffs if self.ghtu else 0.0
+        return self.fmu.ffs + ght
+
+    @cached_property
+    def channel_bytes_per_cycle(self) -> dict[str, float]:
+        """Effective bytes per PL cycle of each off-chip channel."""
+        return self.memory.offchip.bytes_per_cycle(self.clock_hz)
 
     @cached_property
     def bytes_per_cycle(self) -> float:
+        """All channels together (for reports; the cost model keeps channels apart)."""
         return self.memory.effective_bandwidth_bytes_per_s / self.clock_hz
 
     def with_overrides(self, overrides: dict) -> "Accelerator":
@@ -120,7 +145,9 @@ class GPU:
 
 
 def fpqvar_vck190() -> Accelerator:
-    return Accelerator()
+    """The FPQVAR design with PE / FHT / quantizer areas measured by Yosys on our RTL (the area cache); roles the
+    cache lacks keep their formula, and ``fmu.costs.source`` says which."""
+    return Accelerator(fmu=FMU(costs=measured_lut_costs()))
 
 
 def integer_vck190() -> Accelerator:

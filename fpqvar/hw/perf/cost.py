@@ -2,10 +2,10 @@
 
 GEMM dataflow (assumption, CHARM-style weight streaming): activations stay in the on-chip activation buffer
 (if they fit; otherwise they are streamed from and to DDR with every weight tile); weights (or, for the
-attention products, the cached keys / values) stream from DDR in column tiles that fit the weight buffer;
-per tile, cycles = max(load, compute, store) in steady state (``tiles.pipeline_cycles``). The qkv GEMM writes
-the new keys and values (2/3 of its outputs) to the DDR KV cache. Element-wise operators, the GHT and the
-quantizers run from on-chip buffers at their unit's rate.
+attention products, the cached keys / values) stream from their off-chip channel (``memory.py``) in column
+tiles that fit the weight buffer; per tile, cycles = max(load, compute, store) in steady state
+(``tiles.pipeline_cycles``). The qkv GEMM writes the new keys and values (2/3 of its outputs) to the KV
+cache. Element-wise operators, the GHT and the quantizers run from on-chip buffers at their unit's rate.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from fpqvar.hw.perf import tiles
 from fpqvar.hw.perf.accelerator import Accelerator
-from fpqvar.hw.perf.recipes import HWRecipe
+from fpqvar.hw.perf.memory import transfer_cycles_by_channel
+from fpqvar.hw.perf.recipes import COND_GEMMS, HWRecipe
 from fpqvar.model.workload import Op
 
 OUT_BYTES = 2  # GEMM outputs in FP16 (upstream keeps activations in FP16 outside the quantized GEMMs)
@@ -23,22 +24,41 @@ ACT_BYTES = 2  # element-wise operands in FP16
 
 @dataclass(frozen=True)
 class OpCost:
-    """``cycles``: the op alone, start to finish; ``busy_cycles``: cycles its ``unit`` is computing."""
+    """``cycles``: the op alone, start to finish; ``busy_cycles``: cycles its ``unit`` (and ``also_busy``, for a
+    GEMM split over two engines) is computing; ``dram``: off-chip bytes per channel."""
 
     op: Op
     unit: str
     cycles: float
     busy_cycles: float
-    dram_bytes: float = 0.0
+    dram: tuple[tuple[str, float], ...] = ()
     sram_bytes: float = 0.0
     events: tuple[tuple[str, float], ...] = ()
     latency_cycles: float = 0.0
     tiles: int = 0
+    also_busy: tuple[str, ...] = ()
+
+    @property
+    def dram_bytes(self) -> float:
+        return sum(b for _, b in self.dram)
 
 
-def cost_op(op: Op, acc: Accelerator, recipe: HWRecipe, vae_on_host: bool = True) -> OpCost:
+def _dram(**by_channel: float) -> tuple[tuple[str, float], ...]:
+    return tuple((ch, b) for ch, b in by_channel.items() if b)
+
+
+def _add(into: dict[str, float], ch: str, b: float) -> None:
+    if b:
+        into[ch] = into.get(ch, 0.0) + b
+
+
+def cost_op(op: Op, acc: Accelerator, recipe: HWRecipe, vae_on_host: bool = True, ada_lin: str = "per_scale") -> OpCost:
+    """``ada_lin`` "table": the class-conditional MLPs (ada_lin, head_ada_lin) are a per-class table in DDR, so
+    their op is a read of the row's outputs, no compute (the workload must then list them once per image)."""
     if op.category == "vae" and vae_on_host:
         return OpCost(op, "host", 0.0, 0.0)
+    if ada_lin == "table" and op.name in ("ada_lin", "head_ada_lin"):
+        return table_read_cost(op, acc)
     if op.kind in ("gemm", "attn_gemm", "conv"):
         return gemm_cost(op, acc, recipe)
     if op.kind == "elementwise":
@@ -50,28 +70,61 @@ def cost_op(op: Op, acc: Accelerator, recipe: HWRecipe, vae_on_host: bool = True
     raise ValueError(f"cost_op: unknown op kind {op.kind!r} ({op.name})")
 
 
+def table_read_cost(op: Op, acc: Accelerator) -> OpCost:
+    """A per-class table lookup: the m x n FP16 outputs read from the cond-weights channel into the on-chip
+    buffer by DMA (no compute unit; cycles = bytes / channel bytes per cycle)."""
+    ch = acc.memory.offchip.channel_of("cond_weights")
+    nbytes = op.m * op.n * op.count * OUT_BYTES
+    cycles = tiles.transfer_cycles(nbytes, acc.channel_bytes_per_cycle[ch])
+    return OpCost(op, "dma", cycles, 0.0, dram=_dram(**{ch: nbytes}), sram_bytes=nbytes, tiles=1)
+
+
 def _gemm_unit(op: Op, acc: Accelerator, recipe: HWRecipe) -> tuple[str, str, float, float]:
     """(unit, energy event, weight bits, activation bits) of a GEMM under the recipe."""
     if op.category == "vae":
         return "dsp", "mac:dsp:fp16", 16.0, 16.0
     p = recipe.placement(op.name)
-    if p.unit in ("fmu", "dfq") and acc.e2m1_pes == 0:
-        raise ValueError(f"recipe {recipe.name!r} needs the FMU, but accelerator {acc.name!r} has no PEs")
-    if p.unit == "dfq" and acc.dfq_pes == 0:
-        return "fmu", "mac:fmu", p.weight_bits, p.act_bits  # no DFQ array: fc2 on the E2M1 array
-    event = f"mac:dsp:{p.precision}" if p.unit == "dsp" else f"mac:{p.unit}"
-    return p.unit, event, p.weight_bits, p.act_bits
+    if p.unit in ("fmu", "dfq", "fmu+dsp") and acc.e2m1_pes == 0 and acc.dfq_pes == 0:
+        raise ValueError(f"recipe {recipe.name!r} places {op.name} on the LUT arrays, but accelerator {acc.name!r} "
+                         "has no PEs")
+    if p.unit == "aie" and acc.aie is None:
+        raise ValueError(f"recipe {recipe.name!r} places {op.name} on the AI Engines, but accelerator {acc.name!r} "
+                         "has none")
+    lut_event = "mac:lut_int4" if p.precision == "int4" else None
+    if p.unit == "dfq" and acc.dfq_pes == 0:  # no DFQ array: fc2 on the main array (DFQ-capable if unified)
+        return "fmu", lut_event or "mac:fmu", p.weight_bits, p.act_bits
+    if p.unit == "fmu" and acc.e2m1_pes == 0:  # only a DFQ array: it runs E2M1 layers too
+        return "dfq", lut_event or "mac:dfq", p.weight_bits, p.act_bits
+    if p.unit in ("fmu", "dfq", "fmu+dsp"):
+        return p.unit, lut_event or f"mac:{p.unit}", p.weight_bits, p.act_bits
+    if p.unit == "aie":
+        return "aie", "mac:aie:int8", p.weight_bits, p.act_bits
+    return "dsp", f"mac:dsp:{p.precision}", p.weight_bits, p.act_bits
+
+
+def _macs_per_cycle(unit: str, event: str, acc: Accelerator) -> float:
+    lanes = acc.fmu.lanes_per_pe if acc.fmu else 0
+    ii = acc.fmu.pe_initiation_interval_cycles if acc.fmu else 1
+    if unit == "fmu":
+        return acc.e2m1_pes * lanes / ii
+    if unit == "dfq":
+        return acc.dfq_pes * lanes / ii
+    if unit == "aie":
+        return acc.aie.macs_per_pl_cycle(acc.clock_hz)
+    return acc.dsp_gemm_dsps * acc.dsp.macs_per_dsp_cycle(event.rsplit(":", 1)[1])
 
 
 def gemm_cost(op: Op, acc: Accelerator, recipe: HWRecipe) -> OpCost:
     """Weight-streaming tiled GEMM; see the module docstring for the dataflow.
 
-    Per copy (``op.count`` copies, e.g. heads x rows): weight (or K / V) matrix k x n from DDR in n_tiles
-    column tiles of tn; per tile load = tn*k*w_bytes (+ m*k*a_bytes if activations spill), compute on the
-    unit, store = m*tn*out_bytes if outputs spill (+ the KV-cache share for qkv).
-    cycles = max(pipeline over tiles, all DDR bytes / bytes per cycle) + the unit's pipeline latency."""
+    Per copy (``op.count`` copies, e.g. heads x rows): weight (or K / V) matrix k x n from its channel in
+    n_tiles column tiles of tn; per tile load = tn*k*w_bytes (+ m*k*a_bytes on the spill channel if activations
+    spill), compute on the unit, store = m*tn*out_bytes if outputs spill (+ the KV-cache share for qkv).
+    Transfers on different channels overlap: a tile's load (store) takes the max over channels.
+    cycles = max(pipeline over tiles, per channel: all its bytes / its bytes per cycle) + the unit's latency."""
     unit, event, w_bits, a_bits = _gemm_unit(op, acc, recipe)
-    mem, bpc = acc.memory, acc.bytes_per_cycle
+    mem, bpc = acc.memory, acc.channel_bytes_per_cycle
+    off = mem.offchip
     m, k, n, copies = op.m, op.k, op.n, op.count
     from_dram = op.weight_elems > 0 or op.kv_read_elems > 0
     w_bytes = (recipe.kv_bits if op.kv_read_elems else w_bits) / 8
@@ -80,27 +133,48 @@ def gemm_cost(op: Op, acc: Accelerator, recipe: HWRecipe) -> OpCost:
     # (im2col) operand, an upper bound on their traffic when they spill.
     spill = m * k * a_bytes + m * n * OUT_BYTES > mem.act_buffer_bytes
     n_tiles, tn = tiles.weight_tiles(k, n, w_bytes, mem.weight_buffer_bytes, mem.double_buffered)
-    load_b = (tn * k * w_bytes if from_dram else 0.0) + (m * k * a_bytes if spill else 0.0)
-    store_b = m * tn * OUT_BYTES if spill else 0.0
+    src = off.channel_of("kv_cache" if op.kv_read_elems else
+                         "cond_weights" if op.name in COND_GEMMS else "linear_weights")
+    spill_ch, kv_ch = off.channel_of("act_spill"), off.channel_of("kv_cache")
+    load: dict[str, float] = {}
+    store: dict[str, float] = {}
+    _add(load, src, tn * k * w_bytes if from_dram else 0.0)
+    _add(load, spill_ch, m * k * a_bytes if spill else 0.0)
+    _add(store, spill_ch, m * tn * OUT_BYTES if spill else 0.0)
     if op.name == "qkv":  # the new keys and values go to the DDR KV cache
-        store_b += m * tn * (2 / 3) * recipe.kv_bits / 8
-    if unit == "dsp":
-        macs_per_cycle = acc.dsp_gemm_dsps * acc.dsp.macs_per_dsp_cycle(event.rsplit(":", 1)[1])
-        compute = tiles.dsp_array_cycles(m, k, tn, macs_per_cycle)
-        latency = acc.dsp.latency_cycles
-    else:
+        _add(store, kv_ch, m * tn * (2 / 3) * recipe.kv_bits / 8)
+    if unit in ("fmu", "dfq"):
         pes = acc.e2m1_pes if unit == "fmu" else acc.dfq_pes
         compute = tiles.pe_array_cycles(m, k, tn, pes, acc.fmu.lanes_per_pe, acc.fmu.pe_initiation_interval_cycles)
         latency = acc.fmu.pe_latency_cycles
+    elif unit == "fmu+dsp":  # columns split in proportion to the two engines' peaks
+        event_dsp = f"mac:dsp:{recipe.placement(op.name).precision}"
+        compute = tiles.dsp_array_cycles(m, k, tn, _macs_per_cycle("fmu", "", acc) +
+                                         _macs_per_cycle("dsp", event_dsp, acc))
+        latency = max(acc.fmu.pe_latency_cycles, acc.dsp.latency_cycles)
+    else:
+        compute = tiles.dsp_array_cycles(m, k, tn, _macs_per_cycle(unit, event, acc))
+        latency = acc.aie.latency_cycles if unit == "aie" else acc.dsp.latency_cycles
     total_tiles = n_tiles * copies
-    load_c, store_c = tiles.transfer_cycles(load_b, bpc), tiles.transfer_cycles(store_b, bpc)
+    load_c = transfer_cycles_by_channel(load, bpc)
+    store_c = transfer_cycles_by_channel(store, bpc)
     cycles = tiles.pipeline_cycles(load_c, compute, store_c, total_tiles, mem.double_buffered)
-    # loads and stores share one DDR: never faster than all its bytes at full bandwidth
-    cycles = max(cycles, total_tiles * (load_c + store_c)) + latency
+    # loads and stores share each channel: never faster than a channel's bytes at its full bandwidth
+    both = dict(load)
+    for ch, b in store.items():
+        _add(both, ch, b)
+    cycles = max(cycles, total_tiles * transfer_cycles_by_channel(both, bpc)) + latency
     weights_b = copies * k * n * w_bytes if from_dram else 0.0
     sram = 2 * weights_b + total_tiles * m * k * a_bytes + copies * m * n * OUT_BYTES
-    return OpCost(op, unit, cycles, compute * total_tiles, dram_bytes=total_tiles * (load_b + store_b),
-                  sram_bytes=sram, events=((event, op.macs),), latency_cycles=latency, tiles=total_tiles)
+    events: tuple[tuple[str, float], ...] = ((event, op.macs),)
+    also: tuple[str, ...] = ()
+    if unit == "fmu+dsp":
+        f_lut = _macs_per_cycle("fmu", "", acc) / (_macs_per_cycle("fmu", "", acc) +
+                                                   _macs_per_cycle("dsp", event_dsp, acc))
+        events = (("mac:lut_int4", op.macs * f_lut), (event_dsp, op.macs * (1 - f_lut)))
+        unit, also = "fmu", ("dsp",)
+    return OpCost(op, unit, cycles, compute * total_tiles, dram=tuple((ch, b * total_tiles) for ch, b in both.items()),
+                  sram_bytes=sram, events=events, latency_cycles=latency, tiles=total_tiles, also_busy=also)
 
 
 def sfu_cost(op: Op, acc: Accelerator) -> OpCost:

@@ -14,18 +14,35 @@ from fpqvar.hw.perf.accelerator import Accelerator
 from fpqvar.hw.perf.cost import cost_op
 from fpqvar.hw.perf.energy import energy_breakdown_joules
 from fpqvar.hw.perf.recipes import HWRecipe
-from fpqvar.hw.perf.schedule import build_segments
+from fpqvar.hw.perf.schedule import SCHEDULES, build_segments
 from fpqvar.model.workload import WorkloadOptions, var_workload
 from fpqvar.model.zoo import VARConfig, VQVAEConfig
+
+ADA_LIN_MODES = ("per_scale", "once", "table")
 
 
 @dataclass(frozen=True)
 class EstimateOptions:
+    """``ada_lin``: "per_scale" (upstream: the condition MLPs at every scale), "once" (once per image, kept on
+    chip; its input is the class embedding only), "table" (a precomputed per-class table read once per image)."""
+
     schedule: str = "level2"
     batch_images: int = 1
     cfg: bool = True
-    ada_lin_per_scale: bool = True  # upstream recomputes it per scale; once per sample suffices
+    ada_lin: str = "per_scale"
     vae_on_host: bool = True
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"EstimateOptions.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.ada_lin not in ADA_LIN_MODES:
+            raise ValueError(f"EstimateOptions.ada_lin must be one of {ADA_LIN_MODES}, got {self.ada_lin!r}")
+        if self.batch_images < 1:
+            raise ValueError(f"EstimateOptions.batch_images must be >= 1, got {self.batch_images}")
+
+    @property
+    def ada_lin_per_scale(self) -> bool:
+        return self.ada_lin == "per_scale"
 
     def workload_options(self, recipe: HWRecipe) -> WorkloadOptions:
         return WorkloadOptions(batch_images=self.batch_images, cfg=self.cfg,
@@ -48,11 +65,13 @@ class PerfResult:
     avg_power_w: float
     per_scale_s: dict[int, float]
     per_op: dict[str, dict[str, float]]
+    per_scale_op: dict[str, dict[str, float]]  # "scale:op" -> the same fields as per_op
     unit_busy_s: dict[str, float]
     utilisation: dict[str, float]
     mac_utilisation: dict[str, float]
     dram_bytes: float
     dram_utilisation: float
+    dram_bytes_by_channel: dict[str, float]
     energy_breakdown_j: dict[str, float]
     host_flops: float
     hardware: dict
@@ -70,17 +89,26 @@ def estimate(model: str, var: VARConfig, vae: VQVAEConfig | None, acc: Accelerat
         raise ValueError(f"recipe {recipe.name!r} uses a GHT of block {recipe.ght_block}, accelerator "
                          f"{acc.name!r} has {'no GHTU' if acc.ghtu is None else f'a {acc.ghtu.points}-point GHTU'}")
     ops = var_workload(var, vae, opts.workload_options(recipe))
-    costs = [cost_op(op, acc, recipe, opts.vae_on_host) for op in ops]
-    segments = build_segments([c for c in costs if c.unit != "host"], opts.schedule, acc.bytes_per_cycle)
+    costs = [cost_op(op, acc, recipe, opts.vae_on_host, opts.ada_lin) for op in ops]
+    segments = build_segments([c for c in costs if c.unit != "host"], opts.schedule, acc.channel_bytes_per_cycle)
     cycles = sum(s.cycles for s in segments)
     f = acc.clock_hz
     latency_s = cycles / f
     per_scale: dict[int, float] = defaultdict(float)
     per_op: dict[str, dict[str, float]] = {}
+    per_scale_op: dict[str, dict[str, float]] = {}
     for s in segments:
         crit = s.critical
         per_scale[crit.op.scale] += s.cycles / f
         for m in s.members:
+            cell = per_scale_op.setdefault(f"{m.op.scale}:{m.op.name}", {"exposed_s": 0.0, "busy_s": 0.0,
+                                                                         "flops": 0.0, "dram_bytes": 0.0,
+                                                                         "unit": m.unit})
+            cell["busy_s"] += m.cycles / f
+            cell["flops"] += m.op.flops
+            cell["dram_bytes"] += m.dram_bytes
+            if m is crit:
+                cell["exposed_s"] += s.cycles / f
             row = per_op.setdefault(m.op.name, {"exposed_s": 0.0, "busy_s": 0.0, "flops": 0.0,
                                                 "dram_bytes": 0.0, "unit": m.unit})
             row["busy_s"] += m.cycles / f
@@ -90,18 +118,25 @@ def estimate(model: str, var: VARConfig, vae: VQVAEConfig | None, acc: Accelerat
                 row["exposed_s"] += s.cycles / f
     busy: dict[str, float] = defaultdict(float)
     events: dict[str, float] = defaultdict(float)
-    dram = sram = 0.0
+    dram_ch: dict[str, float] = defaultdict(float)
+    sram = 0.0
     for c in costs:
-        busy[c.unit] += c.busy_cycles / f
+        for u in (c.unit, *c.also_busy):
+            busy[u] += c.busy_cycles / f
         for ev, n in c.events:
             events[ev] += n
-        dram += c.dram_bytes
+        for ch, b in c.dram:
+            dram_ch[ch] += b
         sram += c.sram_bytes
-    events["dram_bytes"] += dram
+    dram = sum(dram_ch.values())
+    for ch, b in dram_ch.items():
+        events[f"dram_bytes:{ch}"] += b
     events["sram_bytes"] += sram
     mac_util = _mac_utilisation(acc, events, cycles)
     B = opts.batch_images
     energy = energy_breakdown_joules(dict(events), latency_s, acc.power)
+    if acc.aie is not None and events.get("mac:aie:int8"):
+        energy["aie_active"] = acc.power.aie_active_watts * latency_s
     energy_per_image = {k: v / B for k, v in energy.items()}
     e_img = sum(energy_per_image.values())
     host = sum(c.op.flops for c in costs if c.unit == "host")
@@ -110,11 +145,12 @@ def estimate(model: str, var: VARConfig, vae: VQVAEConfig | None, acc: Accelerat
         model=model, recipe=recipe.name, schedule=opts.schedule, accelerator=acc.name, batch_images=B,
         clock_hz=f, cycles=cycles, latency_s=latency_s, images_per_s=B / latency_s if latency_s else 0.0,
         energy_per_image_j=e_img, avg_power_w=e_img * B / latency_s if latency_s else 0.0,
-        per_scale_s=dict(sorted(per_scale.items())), per_op=per_op,
-        unit_busy_s={u: v for u, v in busy.items() if u != "host"},
-        utilisation={u: v / latency_s for u, v in busy.items() if u != "host" and latency_s},
+        per_scale_s=dict(sorted(per_scale.items())), per_op=per_op, per_scale_op=per_scale_op,
+        unit_busy_s={u: v for u, v in busy.items() if u not in ("host", "dma")},
+        utilisation={u: v / latency_s for u, v in busy.items() if u not in ("host", "dma") and latency_s},
         mac_utilisation=mac_util, dram_bytes=dram,
         dram_utilisation=dram / (acc.memory.effective_bandwidth_bytes_per_s * latency_s) if latency_s else 0.0,
+        dram_bytes_by_channel=dict(dram_ch),
         energy_breakdown_j=energy_per_image, host_flops=host / B, hardware=hardware_summary(acc), notes=notes)
 
 
@@ -125,9 +161,12 @@ def _mac_utilisation(acc: Accelerator, events: dict[str, float], cycles: float) 
     out: dict[str, float] = {}
     if not cycles:
         return out
-    for unit, pes in (("fmu", acc.e2m1_pes), ("dfq", acc.dfq_pes)):
-        if events.get(f"mac:{unit}") and pes:
-            out[unit] = events[f"mac:{unit}"] / (pes * lanes * cycles)
+    fmu_macs = events.get("mac:fmu", 0.0) + events.get("mac:lut_int4", 0.0)
+    for unit, pes, macs in (("fmu", acc.e2m1_pes, fmu_macs), ("dfq", acc.dfq_pes, events.get("mac:dfq", 0.0))):
+        if macs and pes:
+            out[unit] = macs / (pes * lanes * cycles)
+    if events.get("mac:aie:int8") and acc.aie is not None:
+        out["aie"] = events["mac:aie:int8"] / (acc.aie.macs_per_pl_cycle(acc.clock_hz) / acc.aie.efficiency * cycles)
     dsp = sum(n / (acc.dsp_gemm_dsps * acc.dsp.macs_per_dsp_cycle(ev.rsplit(":", 1)[1]) * cycles)
               for ev, n in events.items() if ev.startswith("mac:dsp:"))
     if dsp:
@@ -144,6 +183,13 @@ def hardware_summary(acc: Accelerator) -> dict:
             "lut_costs_source": acc.fmu.costs.source if acc.fmu else "-",
             "dsp_gemm_dsps": acc.dsp_gemm_dsps, "pe_dsps": acc.pe_dsps,
             "offchip_bandwidth_bytes_per_s": acc.memory.effective_bandwidth_bytes_per_s,
+            "channels": {n: acc.memory.offchip.channel(n).effective_bandwidth_bytes_per_s
+                         for n in acc.memory.offchip.channel_names},
+            "placement": dict(acc.memory.offchip.placement.__dict__),
+            "pe_kind": acc.fmu.main_pe_kind if acc.fmu else "-", "ffs_used": acc.ffs_used,
+            "aie_tiles": acc.aie.tiles if acc.aie else 0,
+            "units": {"quantizer_lanes": acc.quantizer.lanes, "sfu_lanes": acc.sfu.lanes,
+                      "ghtu_vectors_per_cycle": (acc.ghtu.units * acc.ghtu.vectors_per_cycle) if acc.ghtu else 0},
             "weight_buffer_bytes": acc.memory.weight_buffer_bytes, "act_buffer_bytes": acc.memory.act_buffer_bytes}
 
 
@@ -153,8 +199,9 @@ def _notes(acc: Accelerator, recipe: HWRecipe, opts: EstimateOptions, host_flops
         notes.append(f"VQVAE decoder kept on the host: {host_flops / 1e9 / opts.batch_images:.1f} GFLOPs per "
                      "image not in the accelerator's latency or energy")
     if opts.ada_lin_per_scale:
-        notes.append("ada_lin recomputed at every scale as upstream does; once per sample suffices "
-                     "(--ada-lin-once)")
-    if recipe.needs_fmu and acc.dfq_pes == 0:
-        notes.append("no DFQ array: fc2 runs on the E2M1 array")
+        notes.append("ada_lin recomputed at every scale as upstream does; once per image or a per-class table "
+                     "suffice (--ada-lin once|table)")
+    if recipe.needs_fmu and acc.dfq_pes == 0 and acc.fmu is not None:
+        notes.append("one DFQ-capable array runs all four block GEMMs" if acc.fmu.arrays == "unified" else
+                     "no DFQ array: fc2 runs on the E2M1 array (E2M1 numerics, not DFQ)")
     return notes

@@ -10,108 +10,35 @@ numbers; calibrated variants live in ``claims.py`` and say so.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 
-HW_VERSION = 1
-SECTION6 = "given: hardware.md section 6 (Yosys 0.23 synth_xilinx -family xcup)"
-
-
-def F(default, unit: str, source: str):  # noqa: N802 - a field constructor, reads like a type
-    """A dataclass field with its unit and source in the metadata."""
-    return field(default=default, metadata={"unit": unit, "source": source})
-
-
-def adder_tree_luts(lanes: int, in_bits: int, luts_per_bit: float) -> float:
-    """LUTs of a binary adder tree over ``lanes`` inputs of ``in_bits`` bits.
-
-    Formula: sum over levels j = 1..log2(lanes) of (lanes / 2^j) adders of (in_bits + j - 1) bits, each
-    bit one LUT on the carry chain (``luts_per_bit``). 128 lanes of 9 bits: 1263 LUTs at 1 LUT per bit.
-    """
-    if lanes < 1 or lanes & (lanes - 1):
-        raise ValueError(f"adder_tree_luts: lanes must be a power of two, got {lanes}")
-    levels = int(math.log2(lanes))
-    return luts_per_bit * sum((lanes >> j) * (in_bits + j - 1) for j in range(1, levels + 1))
-
-
-@dataclass(frozen=True)
-class LutCosts:
-    """LUT cost of the FMU building blocks (one multiplier = one lane of a PE).
-
-    Either the per-lane parts ("given", hardware.md section 6, combined by formula) or, when part 1's
-    ``fpqvar hw area --json`` table is read (``from_area_json``), the synthesized dot-product PEs themselves
-    (``*_pe_dot_luts``: multipliers + pipelined adder tree(s), without the group accumulator)."""
-
-    e2m1_mult_luts: float = F(9.0, "LUT", SECTION6 + ": FP4xFP4 sign-magnitude multiplier")
-    dfq_mult_luts: float = F(17.0, "LUT", SECTION6 + ": two sets per lane (paper summary): E2M1xE2M1 9 + "
-                             "E1M2xE2M1 magnitude 7 + 1 select / sign")
-    e2m1_product_bits: int = F(9, "bit", "derived: |E2M1 x E2M1| <= 36 = 144 quarter units, 8 bits + sign")
-    dfq_product_bits: int = F(10, "bit", "derived: both DFQ products in 1/8 units, |p| <= 288: 9 bits + sign")
-    adder_luts_per_bit: float = F(1.0, "LUT/bit", "assumption: one LUT per sum bit on the carry chain")
-    pe_overhead_luts: float = F(256.0, "LUT", "assumption: group accumulator, scale alignment, control")
-    fht128_luts: float = F(9856.0, "LUT", SECTION6 + ": 128-pt 8-bit FWHT, 7 pipeline stages")
-    e2m1_pe_dot_luts: float | None = F(None, "LUT", "None: by formula; else measured (pe_fp4 of hw area)")
-    dfq_pe_dot_luts: float | None = F(None, "LUT", "None: by formula; else measured (pe_dfq of hw area)")
-    source: str = SECTION6
-    version: int = HW_VERSION
-
-    def e2m1_pe_luts(self, lanes: int) -> float:
-        """lanes x multiplier + one adder tree over the signed products + per-PE overhead (or the measured
-        dot-product PE + overhead)."""
-        if self.e2m1_pe_dot_luts is not None:
-            return self.e2m1_pe_dot_luts + self.pe_overhead_luts
-        tree = adder_tree_luts(lanes, self.e2m1_product_bits, self.adder_luts_per_bit)
-        return lanes * self.e2m1_mult_luts + tree + self.pe_overhead_luts
-
-    def dfq_pe_luts(self, lanes: int) -> float:
-        """A DFQ multiplier per lane (the activation's sign selects E2M1 x E2M1 or E1M2 x E2M1) and two adder
-        trees, one per sign, since each sign has its own scale (fpqvar-method.md section 6); + overhead."""
-        if self.dfq_pe_dot_luts is not None:
-            return self.dfq_pe_dot_luts + self.pe_overhead_luts
-        tree = adder_tree_luts(lanes, self.dfq_product_bits, self.adder_luts_per_bit)
-        return lanes * self.dfq_mult_luts + 2 * tree + self.pe_overhead_luts
-
-    @classmethod
-    def from_area_json(cls, data: dict, path: str = "<json>") -> "LutCosts":
-        """Measured counts from ``fpqvar hw area --json`` (``{"rows": [{"unit": ..., "luts": ...}, ...]}``)
-        or a plain ``{unit: luts}`` / ``{"units": {unit: luts or {"luts": n}}}`` object.
-
-        Units read: ``fp4_mul`` -> e2m1_mult_luts, ``dfq_mul`` -> dfq_mult_luts, ``fht128`` -> fht128_luts,
-        ``pe_fp4`` -> e2m1_pe_dot_luts, ``pe_dfq`` -> dfq_pe_dot_luts (the 128-lane PEs; other lane counts use
-        the formula, so keep ``lanes_per_pe`` = 128 with measured PEs)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-        if isinstance(data.get("rows"), list):
-            try:
-                units = {r["unit"]: r["luts"] for r in data["rows"]}
-            except (KeyError, TypeError):
-                raise ValueError(f"{path}: every entry of 'rows' needs 'unit' and 'luts'") from None
-        else:
-            units = data.get("units", data)
-        if not isinstance(units, dict):
-            raise ValueError(f"{path}: 'units' must be an object of LUT counts, got {type(units).__name__}")
-        names = {"fp4_mul": "e2m1_mult_luts", "dfq_mul": "dfq_mult_luts", "fht128": "fht128_luts",
-                 "pe_fp4": "e2m1_pe_dot_luts", "pe_dfq": "dfq_pe_dot_luts"}
-        found = {}
-        for key, fname in names.items():
-            if key in units:
-                v = units[key]
-                v = v.get("luts") if isinstance(v, dict) else v
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                    raise ValueError(f"{path}: unit {key!r} must give a positive LUT count, got {v!r}")
-                found[fname] = float(v)
-        if not found:
-            raise ValueError(f"{path}: none of the units {sorted(names)} found")
-        return replace(cls(), source=f"measured: {path} ({', '.join(k for k in names if k in units)})", **found)
+from fpqvar.hw.perf.config import (  # noqa: F401 - re-exported: the descriptions' public helpers
+    HW_VERSION,
+    F,
+    _positive,
+    assumptions,
+    from_dict,
+    to_dict,
+    with_overrides,
+)
+from fpqvar.hw.perf.lut_costs import SECTION6, LutCosts, adder_tree_luts  # noqa: F401 - re-exported
+from fpqvar.hw.perf.memory import OffChip
 
 
 @dataclass(frozen=True)
 class FMU:
-    """FP4 matrix unit: an array of LUT-based PEs, each a ``lanes_per_pe`` dot product per cycle, plus the DFQ
-    GeMM (a second array for fc2), sized from a LUT budget."""
+    """The LUT matrix unit: PE arrays, each PE a ``lanes_per_pe`` dot product per cycle, sized from a LUT budget.
+
+    ``pe_kind`` "fp4": an E2M1 array (qkv, proj, fc1) and a DFQ array (fc2), ``arrays`` "separate" (split by
+    ``dfq_lut_fraction``) or "unified" (one array of DFQ-capable PEs runs all four GEMMs, the whole budget);
+    "int4_sm" / "int4_twos": one INT4 LUT array (the LUT baselines), the whole budget. An explicit count of one
+    array leaves the rest of the budget to the other; 0 DFQ PEs gives the E2M1 array the whole budget."""
 
     lut_budget_luts: float = F(405_000.0, "LUT", "assumption: 45% of the 899,840 device LUTs (hardware.md "
-                               "section 2, secondary source) for both PE arrays; the rest for GHTU, SFU, I/O")
+                               "section 2, secondary source) for the PE arrays; the rest for GHTU, SFU, I/O")
+    pe_kind: str = F("fp4", "-", "design choice: fp4 (E2M1 + DFQ), int4_sm, int4_twos")
+    arrays: str = F("separate", "-", "design choice: separate E2M1 and DFQ arrays, or one unified DFQ-capable array")
     dfq_lut_fraction: float | None = F(None, "1", "None: the split minimising sequential linear time, "
                                        "P_e/P_d = sqrt(2 c_d / c_e) (qkv+proj+fc1 have 2x fc2's MACs)")
     lanes_per_pe: int = F(128, "lane", "fpqvar-method.md section 5: group size 128 = one group per PE cycle")
@@ -121,17 +48,37 @@ class FMU:
     accumulate_cycles: int = F(4, "cycle", "assumption: DSPFP32 scale-multiply-accumulate of group partial sums")
     dsps_per_pe: int = F(1, "DSP", "assumption: one DSP58 (FP32 mode) applies group scales, accumulates")
     e2m1_pes: int | None = F(None, "PE", "None: from the budget; an int overrides (array-size sweeps)")
-    dfq_pes: int | None = F(None, "PE", "None: from the budget; 0 runs fc2 on the E2M1 array")
+    dfq_pes: int | None = F(None, "PE", "None: from the budget; 0 gives the E2M1 array the whole budget and runs "
+                            "fc2 there")
     costs: LutCosts = field(default_factory=LutCosts)
 
     def __post_init__(self) -> None:
         _positive(self, "lut_budget_luts", "lanes_per_pe", "pe_initiation_interval_cycles")
+        if self.pe_kind not in ("fp4", "int4_sm", "int4_twos"):
+            raise ValueError(f"FMU.pe_kind must be fp4, int4_sm or int4_twos, got {self.pe_kind!r}")
+        if self.arrays not in ("separate", "unified"):
+            raise ValueError(f"FMU.arrays must be separate or unified, got {self.arrays!r}")
         if self.dfq_lut_fraction is not None and not 0 <= self.dfq_lut_fraction < 1:
             raise ValueError(f"FMU.dfq_lut_fraction must be in [0, 1), got {self.dfq_lut_fraction}")
         for name in ("e2m1_pes", "dfq_pes"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ValueError(f"FMU.{name} must be >= 0 or None, got {v}")
+        if self.single_array and self.dfq_pes:
+            raise ValueError(f"FMU.dfq_pes = {self.dfq_pes}: a {self.pe_kind} {self.arrays} design has one array "
+                             "(set e2m1_pes for its size)")
+
+    @property
+    def single_array(self) -> bool:
+        """One PE array runs every quantized GEMM (unified DFQ-capable PEs, or the INT4 LUT array)."""
+        return self.pe_kind != "fp4" or self.arrays == "unified"
+
+    @property
+    def main_pe_kind(self) -> str:
+        """PE kind of the array behind ``num_e2m1_pes`` (the one that runs qkv / proj / fc1)."""
+        if self.pe_kind != "fp4":
+            return self.pe_kind
+        return "unified" if self.arrays == "unified" else "e2m1"
 
     @property
     def group_dot_latency_cycles(self) -> int:
@@ -145,13 +92,17 @@ class FMU:
 
     @cached_property
     def e2m1_pe_luts(self) -> float:
-        return self.costs.e2m1_pe_luts(self.lanes_per_pe)
+        """LUTs of one PE of the main array (E2M1, unified or INT4, see ``main_pe_kind``)."""
+        return self.costs.pe_luts(self.main_pe_kind, self.lanes_per_pe)
 
     @cached_property
     def dfq_pe_luts(self) -> float:
-        return self.costs.dfq_pe_luts(self.lanes_per_pe)
+        return self.costs.pe_luts("dfq", self.lanes_per_pe)
 
     def _split(self) -> float:
+        """Fraction of the budget for the DFQ array when both counts come from the budget."""
+        if self.single_array:
+            return 0.0
         if self.dfq_lut_fraction is not None:
             return self.dfq_lut_fraction
         ratio = math.sqrt(2 * self.dfq_pe_luts / self.e2m1_pe_luts)  # P_e / P_d at the optimum
@@ -161,17 +112,29 @@ class FMU:
     def num_e2m1_pes(self) -> int:
         if self.e2m1_pes is not None:
             return self.e2m1_pes
+        if self.dfq_pes is not None:  # what the fixed DFQ array leaves (all of it when dfq_pes = 0)
+            return max(0, int((self.lut_budget_luts - self.dfq_pes * self.dfq_pe_luts) // self.e2m1_pe_luts))
         return int(self.lut_budget_luts * (1 - self._split()) // self.e2m1_pe_luts)
 
     @cached_property
     def num_dfq_pes(self) -> int:
         if self.dfq_pes is not None:
             return self.dfq_pes
+        if self.single_array:
+            return 0
+        if self.e2m1_pes is not None:
+            return max(0, int((self.lut_budget_luts - self.e2m1_pes * self.e2m1_pe_luts) // self.dfq_pe_luts))
         return int(self.lut_budget_luts * self._split() // self.dfq_pe_luts)
 
     @cached_property
     def luts(self) -> float:
         return self.num_e2m1_pes * self.e2m1_pe_luts + self.num_dfq_pes * self.dfq_pe_luts
+
+    @cached_property
+    def ffs(self) -> float:
+        lanes = self.lanes_per_pe
+        return (self.num_e2m1_pes * self.costs.pe_ffs(self.main_pe_kind, lanes)
+                + self.num_dfq_pes * self.costs.pe_ffs("dfq", lanes))
 
 
 @dataclass(frozen=True)
@@ -202,6 +165,28 @@ class DSPArray:
                     "fp16": self.fp16_macs_per_dsp_cycle}[precision]
         except KeyError:
             raise ValueError(f"DSPArray: unknown precision {precision!r} (int8, int4, fp16)") from None
+
+
+@dataclass(frozen=True)
+class AIEArray:
+    """The AI-Engine array as an INT8 GEMM engine (the AIE baseline; FP4 E2M1 x 2 and E1M2 x 4 are exact int8)."""
+
+    tiles: int = F(400, "tile", "hardware.md section 2: 400 AI Engines on the XCVC1902")
+    int8_macs_per_tile_cycle: float = F(128.0, "MAC/cycle", "UG1079 (AI Engine kernel guide): 128 int8 x int8 MACs "
+                                        "per cycle per tile")
+    clock_hz: float = F(1.25e9, "Hz", "hardware.md section 2: 1.25 GHz on the -2MP speed grade")
+    efficiency: float = F(0.46, "1", "CHARM (hardware.md section 3): 2.94 of 6.4 TFLOP/s fp32 on an MLP = 0.46 of the "
+                          "array peak, taken as the int8 GEMM efficiency (assumption)")
+    latency_cycles: int = F(64, "cycle", "assumption: PL cycles to fill the PLIO -> AIE -> PLIO pipeline")
+
+    def __post_init__(self) -> None:
+        _positive(self, "tiles", "int8_macs_per_tile_cycle", "clock_hz")
+        if not 0 < self.efficiency <= 1:
+            raise ValueError(f"AIEArray.efficiency must be in (0, 1], got {self.efficiency}")
+
+    def macs_per_pl_cycle(self, pl_clock_hz: float) -> float:
+        """tiles * MACs/cycle * efficiency * AIE clock / PL clock."""
+        return self.tiles * self.int8_macs_per_tile_cycle * self.efficiency * self.clock_hz / pl_clock_hz
 
 
 @dataclass(frozen=True)
@@ -264,7 +249,7 @@ class SFU:
 
 @dataclass(frozen=True)
 class Memory:
-    """On-chip buffers (resource caps) and off-chip bandwidth."""
+    """On-chip buffers (resource caps) and the off-chip channels (``memory.py``)."""
 
     bram_blocks: int = F(967, "block", "hardware.md section 2 (CHARM caps; UG1273)")
     bram_block_bits: int = F(36 * 1024, "bit", "hardware.md section 2: 36 Kb")
@@ -272,20 +257,16 @@ class Memory:
     uram_block_bits: int = F(288 * 1024, "bit", "hardware.md section 2: 288 Kb")
     weight_buffer_bytes: int = F(2 * 2**20, "byte", "assumption: double-buffered weight tiles in BRAM")
     act_buffer_bytes: int = F(14 * 2**20, "byte", "assumption: activations resident in URAM")
-    offchip_bandwidth_bytes_per_s: float = F(25.6e9, "byte/s", "assumption: DDR4-3200 x 64 bit (hardware.md "
-                                             "section 2, arithmetic; board figure unknown)")
-    offchip_efficiency: float = F(1.0, "1", "assumption: ideal DDR efficiency (lower it to model losses)")
+    offchip: OffChip = field(default_factory=OffChip)
     double_buffered: bool = F(True, "-", "assumption: ping-pong tile buffers, so tile load / compute / store "
                               "overlap (CHARM-style); False: each tile loads, computes, stores in turn")
 
     def __post_init__(self) -> None:
-        _positive(self, "weight_buffer_bytes", "act_buffer_bytes", "offchip_bandwidth_bytes_per_s")
+        _positive(self, "weight_buffer_bytes", "act_buffer_bytes")
         if self.weight_buffer_bytes + self.act_buffer_bytes > self.onchip_bytes:
             raise ValueError(f"Memory: weight_buffer_bytes + act_buffer_bytes = "
                              f"{self.weight_buffer_bytes + self.act_buffer_bytes} exceeds the on-chip "
                              f"BRAM + URAM capacity {self.onchip_bytes}")
-        if not 0 < self.offchip_efficiency <= 1:
-            raise ValueError(f"Memory.offchip_efficiency must be in (0, 1], got {self.offchip_efficiency}")
 
     @property
     def onchip_bytes(self) -> int:
@@ -293,70 +274,5 @@ class Memory:
 
     @property
     def effective_bandwidth_bytes_per_s(self) -> float:
-        return self.offchip_bandwidth_bytes_per_s * self.offchip_efficiency
-
-
-def _positive(obj, *names: str) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if not v > 0:
-            raise ValueError(f"{type(obj).__name__}.{n} must be > 0, got {v}")
-
-
-def assumptions(obj, prefix: str = "") -> list[dict]:
-    """Flatten a hardware description into rows {field, value, unit, source} (nested dataclasses included)."""
-    rows = []
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        if is_dataclass(v):
-            rows.extend(assumptions(v, f"{prefix}{f.name}."))
-        elif "unit" in f.metadata:
-            rows.append({"field": prefix + f.name, "value": v, "unit": f.metadata["unit"],
-                         "source": f.metadata["source"]})
-    return rows
-
-
-def to_dict(obj) -> dict:
-    return asdict(obj)
-
-
-def from_dict(cls, data: dict, path: str = ""):
-    """Strict nested construction: unknown keys raise, naming the key path."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{path or cls.__name__}: expected an object, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"{path or cls.__name__}: unknown keys {unknown}; known: {sorted(known)}")
-    kwargs = {}
-    for k, v in data.items():
-        sub = _dataclass_type(cls, known[k])
-        kwargs[k] = from_dict(sub, v, f"{path}{k}.") if sub is not None and v is not None else v
-    return cls(**kwargs)
-
-
-def with_overrides(obj, overrides: dict, path: str = ""):
-    """A copy of ``obj`` with (nested) fields replaced; unknown keys raise naming the key path."""
-    known = {f.name: f for f in fields(obj)}
-    changes = {}
-    for k, v in overrides.items():
-        if k not in known:
-            raise ValueError(f"{path}{k}: unknown field of {type(obj).__name__}; known: {sorted(known)}")
-        cur = getattr(obj, k)
-        if is_dataclass(cur) and isinstance(v, dict):
-            changes[k] = with_overrides(cur, v, f"{path}{k}.")
-        elif _dataclass_type(type(obj), known[k]) is not None and isinstance(v, dict):
-            changes[k] = from_dict(_dataclass_type(type(obj), known[k]), v, f"{path}{k}.")
-        else:
-            changes[k] = v
-    try:
-        return replace(obj, **changes)
-    except TypeError as e:
-        raise ValueError(f"{path or type(obj).__name__}: {e}") from None
-
-
-def _dataclass_type(cls, f) -> type | None:
-    """The nested config type of field ``f`` (nested configs are declared with a default_factory)."""
-    if f.default_factory is not MISSING:
-        return type(f.default_factory())
-    return None
+        """All channels together (each min(peak * efficiency, NoC ports * port cap))."""
+        return self.offchip.total_bandwidth_bytes_per_s

@@ -8,9 +8,16 @@
 - ``level2``: level 1, plus the condition MLP (``ada_lin``) of block i+1 overlapped with the fc2 group of
   block i (it depends only on the class condition). Within a scale; block 0's ada_lin stays exposed.
 
-Overlapped operators form a segment: cycles = max(longest member, per-unit busy sums, total DDR bytes /
-bytes per cycle) + the producers' fill latency (``overlap_cycles``). A unit cannot run two members at once,
-and members share the DDR bandwidth.
+- ``stream``: per-block dataflow (as HLS dataflow designs do): every operator of a block segment runs at once
+  on its own unit, row tiles flowing from producer to consumer. A block has two segments, split at the attention
+  barrier (a scale's queries need all of its keys): [ln1, ght_qkv, quant_qkv, qkv, qk_norm] and [attn_qk ...
+  residual2] + the next block's ada_lin (level 2's overlap). Fill = the sum of the members' pipeline latencies.
+  Assumption (optimistic): fc1 -> fc2 and the other GEMM chains overlap at row-tile granularity without
+  re-reading weights. Unit widths for it: ``streaming.size_for_stream``.
+
+Overlapped operators form a segment: cycles = max(longest member, per-unit busy sums, per channel: its DDR bytes
+/ its bytes per cycle) + the producers' fill latency (``overlap_cycles``). A unit cannot run two members at once,
+and members share each channel's bandwidth.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from fpqvar.hw.perf.cost import OpCost
+from fpqvar.hw.perf.memory import transfer_cycles_by_channel
 
-SCHEDULES = ("sequential", "level1", "level2")
+SCHEDULES = ("sequential", "level1", "level2", "stream")
+_STREAM_FIRST = ("ln1", "ght_qkv", "quant_qkv", "qkv", "qk_norm")  # a block's segment before attention
 _PRODUCER_PREFIXES = ("ght_", "quant_")
 
 
@@ -35,16 +44,23 @@ class Segment:
         return max(self.members, key=lambda c: c.cycles)
 
 
-def overlap_cycles(members: list[OpCost], bytes_per_cycle: float, fill_cycles: float = 0.0) -> float:
-    """Concurrent operators on units that work in parallel and share DDR:
-    max(max_i cycles_i, max_unit sum of busy cycles on that unit, sum_i dram_bytes_i / bytes_per_cycle)
-    + fill_cycles. A single member costs exactly its own cycles."""
+def overlap_cycles(members: list[OpCost], bytes_per_cycle: dict[str, float] | float,
+                   fill_cycles: float = 0.0) -> float:
+    """Concurrent operators on units that work in parallel and share the channels:
+    max(max_i cycles_i, max_unit sum of busy cycles on that unit, max_channel its bytes / its bytes per cycle)
+    + fill_cycles. A single member costs exactly its own cycles. A float ``bytes_per_cycle`` is one channel."""
     if len(members) == 1:
         return members[0].cycles + fill_cycles
     per_unit: dict[str, float] = defaultdict(float)
+    per_channel: dict[str, float] = defaultdict(float)
     for c in members:
-        per_unit[c.unit] += c.busy_cycles
-    dram = sum(c.dram_bytes for c in members) / bytes_per_cycle
+        for u in (c.unit, *c.also_busy):
+            per_unit[u] += c.busy_cycles
+        for ch, b in c.dram:
+            per_channel[ch] += b
+    if not isinstance(bytes_per_cycle, dict):
+        bytes_per_cycle = {ch: bytes_per_cycle for ch in per_channel}
+    dram = transfer_cycles_by_channel(dict(per_channel), bytes_per_cycle)
     return max(max(c.cycles for c in members), max(per_unit.values()), dram) + fill_cycles
 
 
@@ -52,10 +68,13 @@ def _is_producer(c: OpCost) -> bool:
     return c.op.name.startswith(_PRODUCER_PREFIXES)
 
 
-def build_segments(costs: list[OpCost], schedule: str, bytes_per_cycle: float) -> list[Segment]:
+def build_segments(costs: list[OpCost], schedule: str, bytes_per_cycle: dict[str, float] | float) -> list[Segment]:
     """Group the operator costs (in workload order) into segments according to the schedule."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+    if schedule == "stream":
+        return [Segment(tuple(g), overlap_cycles(g, bytes_per_cycle, sum(m.latency_cycles for m in g)
+                                                 if len(g) > 1 else 0.0)) for g in _stream_groups(costs)]
     groups: list[list[OpCost]] = []
     pending: list[OpCost] = []  # level-1 producers waiting for their GEMM
     for c in costs:
@@ -97,3 +116,28 @@ def _merge_ada_lin_into_fc2(groups: list[list[OpCost]]) -> list[list[OpCost]]:
             g.append(groups[j][0])
             moved.add(j)
     return [g for i, g in enumerate(out) if i not in moved]
+
+
+def _stream_groups(costs: list[OpCost]) -> list[list[OpCost]]:
+    """Per block: [ln1 .. qk_norm] and [attn_qk .. residual2] as two segments; the next block's ada_lin joins the
+    second (level 2). Operators outside blocks stay alone."""
+    groups: list[list[OpCost]] = []
+    cur: list[OpCost] = []
+    key = None
+    for c in costs:
+        blk = (c.op.scale, c.op.block)
+        part = 0 if c.op.name in _STREAM_FIRST else 1
+        if c.op.block < 0 or c.op.name == "ada_lin":
+            if cur:
+                groups.append(cur)
+            groups.append([c])
+            cur, key = [], None
+            continue
+        if (blk, part) != key:
+            if cur:
+                groups.append(cur)
+            cur, key = [], (blk, part)
+        cur.append(c)
+    if cur:
+        groups.append(cur)
+    return _merge_ada_lin_into_fc2(groups)

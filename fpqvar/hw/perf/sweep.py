@@ -16,7 +16,7 @@ DEFAULT_AXES: dict[str, tuple[str, str, float, tuple[float, ...]]] = {
     "array": ("fmu.lut_budget_luts", "FMU LUT budget (kLUT)", 1e3,
               (50e3, 100e3, 200e3, 300e3, 405e3, 500e3, 600e3, 700e3)),
     "clock": ("clock_hz", "clock (MHz)", 1e6, (150e6, 200e6, 250e6, 300e6, 350e6, 400e6, 450e6, 500e6)),
-    "bandwidth": ("memory.offchip_bandwidth_bytes_per_s", "off-chip bandwidth (GB/s)", 1e9,
+    "bandwidth": ("memory.offchip.ddr4.peak_bandwidth_bytes_per_s", "DDR4 peak bandwidth (GB/s; LPDDR4 fixed)", 1e9,
                   (6.4e9, 12.8e9, 19.2e9, 25.6e9, 38.4e9, 51.2e9, 76.8e9, 102.4e9)),
 }
 

@@ -16,7 +16,7 @@ def transfer_cycles(nbytes: float, bytes_per_cycle: float) -> float:
     """Off-chip transfer: nbytes / bytes_per_cycle, with bytes_per_cycle = bandwidth / clock.
 
     Assumes the transfer streams at the full effective bandwidth (no burst or page overheads beyond
-    ``Memory.offchip_efficiency``)."""
+    the channel's ``efficiency``)."""
     if bytes_per_cycle <= 0:
         raise ValueError(f"transfer_cycles: bytes_per_cycle must be > 0, got {bytes_per_cycle}")
     return nbytes / bytes_per_cycle
