@@ -1,6 +1,7 @@
 """GALT: STE, loss decrease, lam = 1 == GHT alone, keep / config rules, fusion on a tiny VAR."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -107,12 +108,15 @@ def test_untrained_lambda_is_one_and_loss_equals_ght_alone():
 
 def test_keep_best_never_worse_than_final_or_ght():
     xs, w = _synthetic_layer(n=32, seed=1)
-    cfg = GALTConfig(epochs=4, lr=1.0)  # a far too large step: the trajectory overshoots after epoch 1
-    best, _ = learn_galt_lambda(xs, w, Q_block=Q128, config=cfg)
-    final, _ = learn_galt_lambda(xs, w, Q_block=Q128, config=GALTConfig(epochs=4, lr=1.0, keep="final"))
-    lb, lf = (galt_full_loss(xs, w, t, Q_block=Q128, config=cfg) for t in (best, final))
-    assert lb < 0.5 * lf  # observed 0.27 vs 1.50
-    assert lb <= galt_full_loss(xs, w, torch.ones(256), Q_block=Q128, config=cfg)
+    # a far too large step: with bf16 gradients the trajectory overshoots after epoch 1. The dtype is pinned:
+    # grad_dtype "auto" is chosen by measurement and differs between machines (float32 overshoots far less)
+    for gd, factor in (("bfloat16", 0.5), ("float32", 1.0)):
+        cfg = GALTConfig(epochs=4, lr=1.0, grad_dtype=gd)
+        best, _ = learn_galt_lambda(xs, w, Q_block=Q128, config=cfg)
+        final, _ = learn_galt_lambda(xs, w, Q_block=Q128, config=dataclasses.replace(cfg, keep="final"))
+        lb, lf = (galt_full_loss(xs, w, t, Q_block=Q128, config=cfg) for t in (best, final))
+        assert lb <= factor * lf  # observed: bf16 0.27 vs 3.38; float32 0.27 vs 0.30
+        assert lb <= galt_full_loss(xs, w, torch.ones(256), Q_block=Q128, config=cfg)
 
 
 def test_subsampling_seeded_and_shapes():
