@@ -1,6 +1,6 @@
 """Reference statistics that samples are compared with.
 
-(a) Domain reference of the embedded default model: DigitNet (fpqvar.eval.digit_net) features of the 1,000-image
+(a) Domain reference of the embedded default model: DigitNet (fpqvar.model.digit_net) features of the 1,000-image
     held-out digit split, shipped as ``fpqvar/assets/default/reference_stats.npz`` so that metrics need no
     dataset at run time. These are DOMAIN metrics: not comparable to ImageNet FID.
 (b) ADM reference batch for ImageNet models (``VIRTUAL_imagenet256_labeled.npz``, shared/spec/var-model.md 5):
@@ -40,7 +40,7 @@ def load_digit_net(path: str | os.PathLike | None = None):
     import torch
     from safetensors.torch import load_file
 
-    from fpqvar.eval.digit_net import DigitNet
+    from fpqvar.model.digit_net import DigitNet
 
     path = Path(path) if path is not None else default_classifier_path()
     if not path.is_file():

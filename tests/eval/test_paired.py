@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from fpqvar.eval.digit_net import DigitNet
 from fpqvar.eval.paired import paired_metrics
+from fpqvar.model.digit_net import DigitNet
 
 
 def test_paired_metrics_identical_and_perturbed():
