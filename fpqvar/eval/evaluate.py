@@ -103,10 +103,12 @@ def load_metric_setup(*, model: str, classifier=None, reference=None, inception_
     return MetricSetup(extractor, ref.mu, ref.sigma, ref_feats, ref.label, {}, domain=False)
 
 
-def _ci(stat: Callable[[np.ndarray], float], idx_BN: np.ndarray | None, confidence: float):
+def _ci(stat: Callable[[np.ndarray], float], idx_BN: np.ndarray | None, confidence: float,
+        estimate: float | None = None):
+    """Bootstrap interval of ``stat`` (centred on ``estimate``: fpqvar.eval.bootstrap); None without resamples."""
     if idx_BN is None or len(idx_BN) == 0:
         return None
-    iv = interval(replicates(stat, idx_BN), confidence)
+    iv = interval(replicates(stat, idx_BN), confidence, estimate)
     return None if iv is None else list(iv)
 
 
@@ -117,30 +119,32 @@ def quality_metrics(setup: MetricSetup, images_NHWC_u8: np.ndarray, labels_N: np
     """Metrics of one set against the reference; ``idx_BN``: bootstrap resamples (fpqvar.eval.bootstrap)."""
     feats, logits = features if features is not None else setup.features(images_NHWC_u8)
     n = len(feats)
-    out = {"fid": M.frechet_distance(*M.feature_stats(feats), setup.ref_mu, setup.ref_sigma),
-           "fid_ci": _ci(lambda i: M.frechet_distance(*M.feature_stats(feats[i]), setup.ref_mu, setup.ref_sigma),
-                         idx_BN, confidence)}
+    out = {"fid": M.frechet_distance(*M.feature_stats(feats), setup.ref_mu, setup.ref_sigma)}
+    out["fid_ci"] = _ci(lambda i: M.frechet_distance(*M.feature_stats(feats[i]), setup.ref_mu, setup.ref_sigma),
+                        idx_BN, confidence, out["fid"])
     out["is"], out["is_std"] = M.inception_score(logits, is_split_size)
-    out["is_ci"] = _ci(lambda i: M.inception_score(logits[i], is_split_size)[0], idx_BN, confidence)
+    out["is_ci"] = _ci(lambda i: M.inception_score(logits[i], is_split_size)[0], idx_BN, confidence, out["is"])
     out.update(precision=None, recall=None, precision_ci=None, recall_ci=None)
     if setup.ref_feats is not None:
         # precision: share of generated points inside the real manifold (fixed); recall: share of real points
         # inside the generated manifold. Resampled recall keeps each generated point's full-set k-NN radius.
         inside_N = M.manifold_inside(setup.ref_feats, setup.ref_radii(), feats).numpy()
         out["precision"] = float(inside_N.mean())
-        out["precision_ci"] = _ci(lambda i: float(inside_N[i].mean()), idx_BN, confidence)
+        out["precision_ci"] = _ci(lambda i: float(inside_N[i].mean()), idx_BN, confidence, out["precision"])
         radii = M.knn_radii(feats, k)
         if len(setup.ref_feats) * n <= _MAX_MEMBERSHIP:
             member_RN = M.ball_membership(feats, radii, setup.ref_feats).numpy()
             out["recall"] = float(member_RN.any(axis=1).mean())
-            out["recall_ci"] = _ci(lambda i: float(member_RN[:, i].any(axis=1).mean()), idx_BN, confidence)
+            out["recall_ci"] = _ci(lambda i: float(member_RN[:, i].any(axis=1).mean()), idx_BN, confidence,
+                                   out["recall"])
         else:
             out["recall"] = M.manifold_coverage(feats, radii, setup.ref_feats)
     out["class_accuracy"] = out["class_accuracy_ci"] = None
     if setup.domain and labels_N is not None:
         correct_N = (logits.argmax(axis=1) == labels_N).astype(np.float64)
         out["class_accuracy"] = float(correct_N.mean())
-        out["class_accuracy_ci"] = _ci(lambda i: float(correct_N[i].mean()), idx_BN, confidence)
+        out["class_accuracy_ci"] = _ci(lambda i: float(correct_N[i].mean()), idx_BN, confidence,
+                                       out["class_accuracy"])
     return {**out, "sfid": None,  # needs Inception mixed_6/conv spatial features: see fpqvar.eval.inception
             "num_samples": int(n), "reference": setup.label, **_floors(setup.floor, n), "k": k,
             "is_split_size": is_split_size}

@@ -52,17 +52,20 @@ def damage_metrics(images_NHWC_u8: np.ndarray, float_images_NHWC_u8: np.ndarray,
     same_N = np.all(images_NHWC_u8 == float_images_NHWC_u8, axis=(1, 2, 3)).astype(np.float64)
     agree_N = None if tokens_NL is None else token_agreement_per_image(tokens_NL, float_tokens_NL)
 
-    def ci(stat):
+    def ci(stat, estimate):
         if idx_BN is None or len(idx_BN) == 0:
             return None
-        iv = interval(replicates(stat, idx_BN), confidence)
+        iv = interval(replicates(stat, idx_BN), confidence, estimate)  # centred on the estimate
         return None if iv is None else list(iv)
 
+    fid = M.fid_from_features(feats_ND, float_feats_ND)
+    psnr = float(psnr_N.mean())
+    agree = None if agree_N is None else float(agree_N.mean())
     return {
-        "fid_to_float": M.fid_from_features(feats_ND, float_feats_ND),
-        "fid_to_float_ci": ci(lambda i: M.fid_from_features(feats_ND[i], float_feats_ND[i])),
-        "psnr_to_float_db": float(psnr_N.mean()), "psnr_to_float_db_ci": ci(lambda i: float(psnr_N[i].mean())),
-        "token_agreement": None if agree_N is None else float(agree_N.mean()),
-        "token_agreement_ci": None if agree_N is None else ci(lambda i: float(agree_N[i].mean())),
+        "fid_to_float": fid,
+        "fid_to_float_ci": ci(lambda i: M.fid_from_features(feats_ND[i], float_feats_ND[i]), fid),
+        "psnr_to_float_db": psnr, "psnr_to_float_db_ci": ci(lambda i: float(psnr_N[i].mean()), psnr),
+        "token_agreement": agree,
+        "token_agreement_ci": None if agree_N is None else ci(lambda i: float(agree_N[i].mean()), agree),
         "identical_images": float(same_N.mean()),
     }

@@ -45,7 +45,7 @@ from fpqvar.eval.report import float_weight_bytes, make_row, table_json, weight_
 from fpqvar.io_utils import FolderLock, atomic_write_json
 from fpqvar.quant.recipes import load_recipe
 
-METRICS_VERSION = 2
+METRICS_VERSION = 3  # 3: intervals centred on the estimate (fpqvar.eval.bootstrap)
 _FP_KEY = "fpqvar.eval.quantize_fingerprint"  # metadata of quantized files made by the pipeline (a JSON record)
 
 
@@ -168,23 +168,13 @@ class _Runner:
             try:
                 if not float_model and not is_file:
                     self.quantize_to_file(src, mdir)
+                _check_sample_folder(mdir, *self.sample_identity(method, float_model, qpath, classes))
             except ValueError as e:
                 error = str(e)
-        error = ctx.broadcast(error)
+        error = ctx.broadcast(error)  # every rank stops, none waits at a barrier for rank 0
         if error is not None:
             raise ValueError(error)
-        record = run_fingerprint("sample", float_model=self.fingerprint(),
-                                 settings=self.plan.sample_settings(classes),
-                                 quantized_sha=None if float_model else file_fingerprint(qpath),
-                                 backend=None if float_model else self.plan.backend,
-                                 threads=self.plan.resolved_threads(), device=self.device_type)
-        config = ss.SampleSetConfig(classes=tuple(classes), per_class=self.plan.per_class,
-                                    chunk_size=min(self.plan.batch, self.plan.per_class), cfg=self.plan.cfg,
-                                    top_k=self.plan.top_k, top_p=self.plan.top_p, base_seed=self.plan.seed,
-                                    dtype=self.plan.dtype, model_id=f"{self.plan.model}|{method}|{record['sha']}",
-                                    threads=self.plan.resolved_threads(), device=self.device_type)
-        if ctx.is_main:
-            _check_sample_folder(mdir, config, record)
+        config, record = self.sample_identity(method, float_model, qpath, classes)
 
         def build():
             var = self.load_float()
@@ -198,6 +188,19 @@ class _Runner:
         return {"method": method, "src": src, "is_file": is_file, "float": float_model, "qpath": qpath,
                 "packed": packed, "config": config, "record": record, "sample_s": time.perf_counter() - t,
                 "new_images": new_images}
+
+    def sample_identity(self, method: str, float_model: bool, qpath: Path, classes):
+        """(SampleSetConfig, fingerprint record) of a method's sample set."""
+        p = self.plan
+        record = run_fingerprint("sample", float_model=self.fingerprint(), settings=p.sample_settings(classes),
+                                 quantized_sha=None if float_model else file_fingerprint(qpath),
+                                 backend=None if float_model else p.backend, threads=p.resolved_threads(),
+                                 device=self.device_type)
+        config = ss.SampleSetConfig(classes=tuple(classes), per_class=p.per_class,
+                                    chunk_size=min(p.batch, p.per_class), cfg=p.cfg, top_k=p.top_k, top_p=p.top_p,
+                                    base_seed=p.seed, dtype=p.dtype, model_id=f"{p.model}|{method}|{record['sha']}",
+                                    threads=p.resolved_threads(), device=self.device_type)
+        return config, record
 
     def recipe_of(self, s: dict):
         if s["is_file"]:
