@@ -31,14 +31,14 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def choose(value: str, choices: Iterable[str], flag: str) -> str:
+def choose(value: str, choices: Iterable[str], flag: str, what: str = "name") -> str:
     """``value`` as spelled in ``choices``, with ``-`` and ``_`` (and case) interchangeable: ``--unit fp4-mul``
     is ``fp4_mul``, ``--model var_d16`` is ``var-d16``. Exits with the known names otherwise."""
     choices = list(choices)
     by_key = {_key(c): c for c in choices}
     hit = by_key.get(_key(value))
     if hit is None:
-        fail(f"{flag}: unknown {value!r}; known: {', '.join(choices)}")
+        fail(f"{flag}: unknown {what} {value!r}; known: {', '.join(choices)}")
     return hit
 
 

@@ -30,7 +30,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         from fpqvar.hw.rtl.units import UNITS, unit_verilog
         from fpqvar.io_utils import atomic_write_text
 
-        unit = choose(unit, UNITS, "--unit")
+        unit = choose(unit, UNITS, "--unit", "unit")
         check_outputs({"--out": out}, folders=("--out",))
         if timing and unit not in TIMED_UNITS:
             fail(f"--timing applies to the pipelined units {', '.join(TIMED_UNITS)}, not {unit!r}")
@@ -74,7 +74,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         from fpqvar.hw import synth as sy
         from fpqvar.hw.rtl.units import UNITS
 
-        names = tuple(choose(u.strip(), UNITS, "--units") for u in units.split(",") if u.strip())
+        names = tuple(choose(u.strip(), UNITS, "--units", "unit") for u in units.split(",") if u.strip())
         if not names:
             fail(f"--units: empty; known: {', '.join(UNITS)}")
         check_outputs({"--out": out}, folders=("--out",))
