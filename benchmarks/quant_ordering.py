@@ -1,6 +1,7 @@
-"""Does the paper's ordering hold on the default model? Reads an `fpqvar eval --recipes ...` output folder and
-prints, per recipe, the domain metrics against real digits and the damage against the float model's own samples
-(same seeds): FID to float, PSNR to float, identical images.
+"""Does the paper's ordering hold on the default model? Reads the table of an `fpqvar eval --recipes ...` output
+folder and prints the recipes ranked by the damage against the float model's own samples (same seeds: FID to
+float, PSNR to float, token agreement; computed by the eval pipeline, fpqvar.eval.paired), next to the domain
+metrics against real digits, each with its bootstrap interval.
 
     fpqvar eval --model default --recipes fp16,int4-rtn,fp4-rtn,fpqvar-w4a4,fpqvar-w6a6,... --per-class 100 --out DIR
     python benchmarks/quant_ordering.py DIR [--json]
@@ -12,39 +13,32 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
-from fpqvar.eval.paired import paired_metrics
-from fpqvar.eval.reference import load_digit_net
+def _ci(r: dict, k: str, nd: int, scale: float = 1.0) -> str:
+    v, ci = r.get(k), r.get(f"{k}_ci")
+    if v is None:
+        return "-"
+    return f"{scale * v:.{nd}f}" + ("" if not ci else f" [{scale * ci[0]:.{nd}f}, {scale * ci[1]:.{nd}f}]")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("eval_dir", type=Path)
-    ap.add_argument("--float-recipe", default="fp16")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    net = load_digit_net()
-    ref = np.load(args.eval_dir / args.float_recipe / "samples.npz")
-    rows = []
-    for d in sorted(p for p in args.eval_dir.iterdir() if (p / "samples.npz").is_file()):
-        s = np.load(d / "samples.npz")
-        if not np.array_equal(s["arr_1"], ref["arr_1"]):
-            raise ValueError(f"{d}: labels differ from {args.float_recipe}: not the same seeds / protocol")
-        m = json.loads((d / "metrics.json").read_text())
-        m = m.get("row", m)
-        row = {"recipe": d.name, **{k: m.get(k) for k in ("fid", "is", "precision", "recall", "class_accuracy")},
-               **paired_metrics(s["arr_0"], ref["arr_0"], net)}
-        rows.append(row)
+    table = json.loads((args.eval_dir / "table.json").read_text())
+    rows = [r for r in table["rows"] if r.get("fid_to_float") is not None]
+    if not rows:
+        raise SystemExit(f"{args.eval_dir}/table.json has no damage metrics: rerun `fpqvar eval` with fp16 in "
+                         f"--recipes (or without --no-paired)")
     rows.sort(key=lambda r: r["fid_to_float"])
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'recipe':18s} {'FID->float':>10s} {'PSNR->float':>11s} {'same img':>8s} | {'FID real':>8s} "
-          f"{'IS':>5s} {'prec':>5s} {'rec':>5s} {'acc':>6s}")
+    print(f"{'recipe':18s} {'FID->float':>22s} {'PSNR->float':>20s} {'tokens=float %':>20s} | {'FID real':>22s}")
     for r in rows:
-        print(f"{r['recipe']:18s} {r['fid_to_float']:10.2f} {r['psnr_to_float_db']:11.2f} {r['identical_images']:8.3f} | "
-              f"{r['fid']:8.2f} {r['is']:5.2f} {r['precision']:5.3f} {r['recall']:5.3f} {r['class_accuracy']:6.3f}")
+        print(f"{r['method']:18s} {_ci(r, 'fid_to_float', 2):>22s} {_ci(r, 'psnr_to_float_db', 2):>20s} "
+              f"{_ci(r, 'token_agreement', 1, 100):>20s} | {_ci(r, 'fid', 2):>22s}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """``fpqvar demo``: the whole mission on the embedded default model in a few minutes on a CPU: calibrate once,
-quantize with the main recipes, sample a class-balanced set per recipe (same seeds), measure domain FID / IS /
-precision / recall / class accuracy, print the table and write the figures and the HTML report."""
+quantize with the main recipes, sample a class-balanced set per recipe (same seeds), measure the damage against
+the float model's own samples (FID / PSNR / token agreement to float) and the domain FID / IS / precision /
+recall / class accuracy against real digits, each with a bootstrap interval; print the table and write the
+figures and the HTML report."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from fpqvar.cli.common import fail, print_json
+from fpqvar.cli.common import check_outputs, check_seed, choose_recipe, fail, print_json
 
 DEMO_RECIPES = "fp16,int4-rtn,fp4-rtn,fpqvar-w4a4,fpqvar-w6a6"
 # 500 images per recipe: the whole demo in ~3 minutes on an idle 2-core CPU (measured: ~20-30 images/s per recipe,
@@ -53,16 +55,22 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             fail(str(e))
         from fpqvar import kernels
         from fpqvar.eval.pipeline import EvalPlan, run_plan
+        from fpqvar.eval.plan import check_plan_inputs, input_paths
 
         kernels.apply_default_threads(threads)
-
-        names = tuple(r.strip() for r in recipes.split(",") if r.strip())
+        check_seed(seed)
+        names = tuple(choose_recipe(r.strip()) for r in recipes.split(",") if r.strip())
         try:
-            plan = EvalPlan(model="default", recipes=names, per_class=per_class, batch=min(25, per_class),
+            plan = EvalPlan(model="default", recipes=names, per_class=per_class, batch=min(25, max(1, per_class)),
                             seed=seed, calib_samples=calib_samples, backend=backend,
                             classifier=None if classifier is None else str(classifier),
                             reference=None if reference is None else str(reference))
         except ValueError as e:
+            fail(str(e))
+        check_outputs({"--out": out}, input_paths(plan), folders=("--out",))
+        try:
+            check_plan_inputs(plan)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
             fail(str(e))
         if not json_out:
             typer.echo(f"fpqvar demo: {len(names)} recipes x {10 * per_class} samples on the embedded default model "

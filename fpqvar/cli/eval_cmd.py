@@ -9,28 +9,23 @@ from typing import Optional
 
 import typer
 
-from fpqvar.cli.common import fail, print_json
+from fpqvar.cli.common import (
+    check_device,
+    check_outputs,
+    check_seed,
+    choose,
+    choose_recipe,
+    fail,
+    parse_classes,
+    print_json,
+)
+from fpqvar.model.zoo import MODELS
 
 _EVAL_HELP = """Evaluate a model (float or quantized) on the class-balanced protocol.
 
 Examples: fpqvar eval --model default --recipes fp16,fp4-rtn,fpqvar-w4a4 --per-class 100 --out runs/eval;
 torchrun --nproc_per_node 8 -m fpqvar eval --model var-d30 --recipe fpqvar-w4a4 --per-class 50
 --reference VIRTUAL_imagenet256_labeled.npz --out runs/d30. Rerunning the same command resumes."""
-
-
-def _parse_classes(value: Optional[str]) -> Optional[tuple[int, ...]]:
-    if value is None:
-        return None
-    try:
-        if "," in value or "-" in value:
-            out = []
-            for part in value.split(","):
-                a, _, b = part.partition("-")
-                out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-            return tuple(out)
-        return tuple(range(int(value)))
-    except ValueError:
-        fail(f"--classes: expected N (the first N classes) or a list like 0,3,5-9, got {value!r}")
 
 
 def register(app: typer.Typer, hw_app: typer.Typer) -> None:
@@ -46,7 +41,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         recipes: Optional[str] = typer.Option(None, help="comma-separated recipes, e.g. fp16,int4-rtn,fpqvar-w4a4"),
         quantized: Optional[list[Path]] = typer.Option(None, help="packed quantized file(s) to evaluate"),
         per_class: int = typer.Option(50, help="images per class (ImageNet protocol: 50)"),
-        classes: Optional[str] = typer.Option(None, help="N (first N classes) or a list 0,3,5-9; default all"),
+        classes: Optional[str] = typer.Option(None, help="class ids, as in `fpqvar sample`: 3 (class 3), 0-9, or "
+                                              "0,3,5-9; default all"),
         batch: int = typer.Option(25, help="images per work unit and batch (fixes the images: keep it on resume)"),
         cfg: float = typer.Option(1.5, help="classifier-free guidance"),
         top_k: int = typer.Option(900, help="top-k"),
@@ -61,6 +57,10 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         inception_weights: Optional[Path] = typer.Option(None, help="ImageNet: Inception-v3 weights file"),
         out: Path = typer.Option(Path("runs/eval"), help="output folder (resumable)"),
         figures: bool = typer.Option(True, help="figures + HTML report"),
+        threads: int = typer.Option(0, help="torch CPU threads (0: torch's default); images depend on it, so it "
+                                    "is recorded and a folder is never resumed with another count"),
+        paired: bool = typer.Option(True, help="damage metrics vs the float model's own samples (adds fp16)"),
+        bootstrap: int = typer.Option(200, help="bootstrap resamples for the metric intervals (0: none)"),
         progress: bool = typer.Option(True, help="progress bars"),
         json_out: bool = typer.Option(False, "--json", help="print the table as JSON"),
     ) -> None:
@@ -68,25 +68,43 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             return
         if recipe is not None and recipes is not None:
             fail("give --recipe or --recipes, not both")
-        names = tuple(r.strip() for r in (recipes or recipe or "").split(",") if r.strip())
+        model = choose(model, MODELS, "--model")
+        names = tuple(choose_recipe(r.strip()) for r in (recipes or recipe or "").split(",") if r.strip())
         if not names and not quantized:
             names = ("fp16",)
+        check_seed(seed)
+        device = check_device(device, allow_auto=True)
+        if threads < 0:
+            fail(f"--threads must be >= 0 (0: torch's default), got {threads}")
+        try:
+            class_ids = None if classes is None else tuple(parse_classes(classes, MODELS[model].var.num_classes))
+        except ValueError as e:
+            fail(str(e))
+        import torch
+
         from fpqvar.eval.distributed import init_from_env, shutdown
         from fpqvar.eval.pipeline import EvalPlan, run_plan
+        from fpqvar.eval.plan import check_plan_inputs, input_paths
 
+        if threads > 0:
+            torch.set_num_threads(threads)  # the entry point owns the thread count; the plan records it
         try:
             plan = EvalPlan(model=model, recipes=names, quantized=tuple(str(q) for q in quantized or ()),
-                            classes=_parse_classes(classes), per_class=per_class, batch=batch, cfg=cfg, top_k=top_k,
+                            classes=class_ids, per_class=per_class, batch=batch, cfg=cfg, top_k=top_k,
                             top_p=top_p, seed=seed, dtype=dtype, calib_samples=calib_samples, backend=backend,
                             ckpt=None if ckpt is None else str(ckpt), vae=None if vae is None else str(vae),
                             classifier=None if classifier is None else str(classifier),
                             reference=None if reference is None else str(reference),
                             inception_weights=None if inception_weights is None else str(inception_weights),
-                            figures=figures)
-            _check_metric_inputs(plan)
+                            figures=figures, threads=torch.get_num_threads(), paired=paired, bootstrap=bootstrap)
+        except ValueError as e:
+            fail(str(e))
+        check_outputs({"--out": out}, input_paths(plan), folders=("--out",))
+        try:
+            check_plan_inputs(plan)  # every recipe, quantized file and metric asset, before any work
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             fail(str(e))
-        dctx = init_from_env(device)
+        dctx = init_from_env("cuda" if device.startswith("cuda") else device)
         try:
             table = run_plan(plan, out, dctx, progress=progress)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -131,23 +149,3 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
                            f"{f['precision']:.3f}, recall {f['recall']:.3f}")
 
     app.add_typer(eval_app, name="eval")
-
-
-def _check_metric_inputs(plan) -> None:
-    """Fail before hours of sampling when the metrics could not be computed at the end."""
-    from fpqvar.eval import reference as R
-
-    if plan.model == "default":
-        R.load_digit_net(plan.classifier)
-        R.load_domain_reference(plan.reference)
-        return
-    from fpqvar.eval.inception import InceptionUnavailable, check_available
-
-    if plan.reference is None:
-        raise ValueError(f"model {plan.model!r}: ImageNet metrics need the ADM reference batch: pass --reference "
-                         f"VIRTUAL_imagenet256_labeled.npz")
-    try:
-        check_available(plan.inception_weights)
-    except InceptionUnavailable as e:
-        raise RuntimeError(str(e)) from None
-    R.load_adm_reference(plan.reference)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from fpqvar.cli.common import fail, print_json
+from fpqvar.cli.common import check_outputs, choose, fail, print_json
 from fpqvar.hw.rtl.units import unit_names  # light: no Amaranth import until a unit is built
 from fpqvar.hw.synth import AREA_UNITS  # light: standard library only
 
@@ -30,8 +30,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         from fpqvar.hw.rtl.units import UNITS, unit_verilog
         from fpqvar.io_utils import atomic_write_text
 
-        if unit not in UNITS:
-            fail(f"unknown unit {unit!r}; known: {', '.join(UNITS)}")
+        unit = choose(unit, UNITS, "--unit", "unit")
+        check_outputs({"--out": out}, folders=("--out",))
         if timing and unit not in TIMED_UNITS:
             fail(f"--timing applies to the pipelined units {', '.join(TIMED_UNITS)}, not {unit!r}")
         if synth and sy.find_yosys() is None:
@@ -74,10 +74,10 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         from fpqvar.hw import synth as sy
         from fpqvar.hw.rtl.units import UNITS
 
-        names = tuple(u.strip() for u in units.split(",") if u.strip())
-        bad = [u for u in names if u not in UNITS]
-        if bad or not names:
-            fail(f"--units: unknown or empty {bad or units!r}; known: {', '.join(UNITS)}")
+        names = tuple(choose(u.strip(), UNITS, "--units", "unit") for u in units.split(",") if u.strip())
+        if not names:
+            fail(f"--units: empty; known: {', '.join(UNITS)}")
+        check_outputs({"--out": out}, folders=("--out",))
         if sy.find_yosys() is None:
             fail(sy.YOSYS_INSTALL_HINT)
         try:

@@ -7,7 +7,27 @@ from pathlib import Path
 
 import typer
 
-from fpqvar.cli.common import fail, print_json
+from fpqvar.cli.common import (
+    check_device,
+    check_outputs,
+    check_positive,
+    check_seed,
+    choose,
+    choose_recipe,
+    fail,
+    print_json,
+)
+from fpqvar.model.zoo import MODELS
+
+REPORT_SUFFIXES = (".json", ".md")
+
+
+def report_paths(report: Path) -> tuple[Path, Path]:
+    """The rule for ``--report``: X.json or X.md writes both X.json (JSON) and X.md (Markdown table); the suffix
+    names the pair, it never makes one format overwrite the other. Other suffixes are refused."""
+    if report.suffix not in REPORT_SUFFIXES:
+        fail(f"--report {report}: end the name with .json or .md (both X.json and X.md are written)")
+    return report.with_suffix(".json"), report.with_suffix(".md")
 
 
 def register(app: typer.Typer, hw_app: typer.Typer) -> None:
@@ -24,8 +44,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         max_tokens: int = typer.Option(512, "--max-tokens-per-scale", help="Token rows kept per (block, site, "
                                        "scale) for GALT / format search / the report."),
         seed: int = typer.Option(0, help="Calibration sampling seed."),
-        report: Path = typer.Option(None, help="Write the per-layer, per-scale SQNR report (JSON; a Markdown "
-                                    "table goes next to it as .md)."),
+        report: Path = typer.Option(None, help="Write the per-layer, per-scale SQNR report: --report X.json (or "
+                                    "X.md) writes X.json (JSON) and X.md (Markdown table)."),
         device: str = typer.Option("cpu", help="cpu or cuda."),
         list_recipes: bool = typer.Option(False, "--list-recipes", help="List the named recipes and exit."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -50,9 +70,21 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             return
         if recipe is None or out is None:
             fail("--recipe and --out are required (or --list-recipes)")
+        model = choose(model, MODELS, "--model")
+        recipe = choose_recipe(recipe)
+        device = check_device(device)
+        check_seed(seed)
+        for flag, v in (("--num-calib", num_calib), ("--calib-batch", calib_batch),
+                        ("--max-tokens-per-scale", max_tokens)):
+            check_positive(v, flag)
+        recipe_file = Path(recipe) if recipe.endswith(".json") else None
+        inputs = {"--ckpt": ckpt, "--vae": vae, "--recipe": recipe_file}
+        check_outputs({"--out": out, "--report": report}, inputs)  # as given, before the suffix rule
+        report_json, report_md = report_paths(report) if report is not None else (None, None)
+        check_outputs({"--out": out, "--report (JSON)": report_json, "--report (Markdown)": report_md}, inputs)
         try:
             rec = load_recipe(recipe)
-        except ValueError as e:
+        except (ValueError, FileNotFoundError) as e:
             fail(str(e))
         import torch
 
@@ -64,8 +96,6 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         from fpqvar.io_utils import atomic_write_json, atomic_write_text
         from fpqvar.quant import CalibConfig, calibrate, quantize_, save_quantized
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            fail("--device cuda: CUDA is not available on this machine")
         try:
             var = load_float_model(model, ckpt, vae, device)
             calib_cfg = CalibConfig(num_samples=num_calib, batch_size=min(calib_batch, num_calib), seed=seed,
@@ -87,10 +117,11 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         path = save_quantized(var, rec, out, model_name=model)
         timings["total_s"] = time.perf_counter() - t0
         if report is not None:
-            atomic_write_json(report, {**rep.to_dict(), "kernels": kernels.selection_report()})
-            atomic_write_text(Path(report).with_suffix(".md"), rep.to_markdown())
+            atomic_write_json(report_json, {**rep.to_dict(), "kernels": kernels.selection_report()})
+            atomic_write_text(report_md, rep.to_markdown())
         summary = {"model": model, "recipe": rec.name, "out": str(path), "bytes": path.stat().st_size,
-                   "report": None if report is None else str(report), "timings_s": timings,
+                   "report": None if report is None else {"json": str(report_json), "markdown": str(report_md)},
+                   "timings_s": timings,
                    "calibration": rep.calibration, **rep.summary(), "kernels": kernels.selection_report()}
         if as_json:
             print_json(summary)

@@ -7,35 +7,20 @@ from pathlib import Path
 
 import typer
 
-from fpqvar.cli.common import fail, print_json
+from fpqvar.cli.common import (
+    check_device,
+    check_outputs,
+    check_positive,
+    check_seed,
+    choose,
+    fail,
+    parse_classes,
+    print_json,
+)
+from fpqvar.model.zoo import MODELS
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def parse_classes(text: str, num_classes: int | None = None) -> list[int]:
-    """``"207,360,387"`` or ranges ``"0-9"`` -> list of ints; checked against ``num_classes`` when given."""
-    out: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                lo, hi = int(a), int(b)
-                if hi < lo:
-                    raise ValueError
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ValueError(f"--classes: cannot parse {part!r} (use e.g. 207,360,387 or 0-9)") from None
-    if not out:
-        raise ValueError("--classes: no classes given")
-    if num_classes is not None:
-        bad = [c for c in out if not 0 <= c < num_classes]
-        if bad:
-            raise ValueError(f"--classes: {bad[:5]} out of range 0..{num_classes - 1} for this model")
-    return out
+BACKENDS = ("reference", "exact", "compile", "triton")
 
 
 def load_float_model(name: str, ckpt: Path | None, vae: Path | None, device: str):
@@ -95,8 +80,20 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         """Sample class-conditional images (KV cache, CFG, top-k / top-p)."""
         if out is None and out_dir is None:
             fail("give --out grid.png and/or --out-dir DIR")
-        if dtype not in _DTYPES:
-            fail(f"--dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        model = choose(model, MODELS, "--model")
+        dtype = choose(dtype, _DTYPES, "--dtype")
+        backend = choose(backend, BACKENDS, "--backend")
+        check_seed(seed)
+        check_positive(nrow, "--nrow")
+        device = check_device(device)
+        if quantized is not None and ckpt is not None:
+            fail("--quantized holds the VAR weights: do not pass --ckpt with it")
+        check_outputs({"--out": out, "--out-dir": out_dir}, {"--ckpt": ckpt, "--vae": vae, "--quantized": quantized},
+                      folders=("--out-dir",))
+        try:
+            labels = parse_classes(classes, MODELS[model].var.num_classes)
+        except ValueError as e:
+            fail(str(e))
         import torch
 
         from fpqvar import kernels
@@ -105,16 +102,9 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
 
         from fpqvar.eval.grid import make_grid, save_png, to_uint8_hwc
         from fpqvar.model.sampling import decode_images, sample_tokens
-        from fpqvar.model.zoo import get_model_spec
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            fail("--device cuda: CUDA is not available on this machine")
         try:
-            spec = get_model_spec(model)
-            labels = parse_classes(classes, spec.var.num_classes)
             if quantized is not None:
-                if ckpt is not None:
-                    fail("--quantized holds the VAR weights: do not pass --ckpt with it")
                 var = load_quantized_for(model, quantized, vae, device)
                 if backend != "reference":
                     from fpqvar.quant.quantize import set_backend

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fpqvar.cli.common import check_outputs
+
 
 def _loop(steps, batch_size, lr, seed, warmup, ckpt_every):
     from fpqvar import kernels
@@ -26,6 +28,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
               steps: int = 1500, batch_size: int = 64, lr: float = 3e-4, seed: int = 0, warmup: int = 100,
               ckpt_every: int = 100) -> None:
         """Multi-scale VQVAE on the bundled digits."""
+        check_outputs({"--out": out}, folders=("--out",))
         from fpqvar.model.checkpoints import save_state_dict
         from fpqvar.train.vqvae import train_vqvae
 
@@ -39,6 +42,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             seed: int = 0, warmup: int = 200, ckpt_every: int = 100,
             shifts: str = typer.Option("12", help="augmentation shift ids 0..24: (dy, dx) = (id//5-2, id%5-2); 12 = none")) -> None:
         """Class-conditional VAR on the VQVAE's tokens."""
+        check_outputs({"--out": out}, {"--vae": vae}, folders=("--out",))
         from fpqvar.model import build_vqvae
         from fpqvar.model.checkpoints import load_vqvae_weights, save_state_dict
         from fpqvar.model.zoo import DEFAULT_VAE
@@ -54,6 +58,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
     def classifier(out: Path = typer.Option(Path("runs/classifier")), steps: int = 600, batch_size: int = 128,
                    lr: float = 2e-3, seed: int = 0, warmup: int = 50, ckpt_every: int = 100) -> None:
         """Digit classifier for the domain metrics."""
+        check_outputs({"--out": out}, folders=("--out",))
         from fpqvar.model.checkpoints import save_state_dict
         from fpqvar.train.classifier import train_classifier
 

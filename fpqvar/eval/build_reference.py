@@ -1,6 +1,6 @@
 """Build the default model's shipped domain reference (``fpqvar/assets/default/reference_stats.npz``).
 
-- Reference set: the 1,000-image held-out split (fpqvar.train.data, 100 per class, never seen by training).
+- Reference set: the 1,000-image held-out split (fpqvar.data.digits, 100 per class, never seen by training).
   Stored: DigitNet features (1,000 x 128, for precision / recall), their mu / sigma (for FID), labels.
 - Floor (real vs real): the same metrics for 1,000 *training* images (the first 100 per class of the training
   split), a set disjoint from the held-out split. Sample-set FIDs are read against this floor: a generator
@@ -26,7 +26,7 @@ FLOOR_DRAWS = 5
 
 def split_images_u8(split: str, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N, 32, 32, 3) uint8 images and labels of a digit split, optionally the first ``per_class`` per class."""
-    from fpqvar.train.data import load_split  # build-time only: the dataset lives in the [train] extra
+    from fpqvar.data.digits import load_split  # build-time only: the dataset lives in the [train] extra
 
     s = load_split(split)
     idx = np.arange(len(s.labels))

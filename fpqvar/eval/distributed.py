@@ -34,6 +34,14 @@ class DistContext:
         if self.world > 1:
             dist.barrier()
 
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every rank (a small picklable value: an error message, a flag)."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 def init_from_env(device: str = "auto") -> DistContext:
     """Join the process group described by the torchrun environment (if WORLD_SIZE > 1).
@@ -67,18 +75,19 @@ def shutdown(ctx: DistContext) -> None:
 
 
 def run_sample_set(build_var: Callable[[], object], config, out_dir: str | os.PathLike, ctx: DistContext, *,
-                   progress: bool = True, max_units: int | None = None) -> Path | None:
+                   progress: bool = True, max_units: int | None = None, provenance: dict | None = None) -> Path | None:
     """The whole sharded, resumable flow; returns the packed npz path on rank 0 when the set is complete
-    (None on other ranks, or when ``max_units`` left work undone)."""
+    (None on other ranks, or when ``max_units`` left work undone). ``build_var`` is called only when this rank
+    has units to sample. The packed file is rebuilt from the validated units every time (a damaged
+    ``samples.npz`` is never trusted: issue 16.6). ``provenance``: recorded in a new folder's manifest."""
     from fpqvar.eval import sample_set as ss
 
     if ctx.is_main:
-        ss.prepare_dir(out_dir, config, write=True)
+        ss.prepare_dir(out_dir, config, write=True, provenance=provenance)
     ctx.barrier()
     if not ctx.is_main:
         ss.prepare_dir(out_dir, config, write=False)
-    var = build_var()
-    ss.generate_units(var, config, out_dir, rank=ctx.rank, world=ctx.world, progress=progress,
+    ss.generate_units(build_var, config, out_dir, rank=ctx.rank, world=ctx.world, progress=progress,
                       max_units=max_units)
     ctx.barrier()
     packed = None

@@ -1,24 +1,35 @@
-"""Metrics of a packed sample set against a reference: domain (default model) or ImageNet (ADM reference batch).
+"""Metrics of a sample set against a reference: domain (default model) or ImageNet (ADM reference batch), each
+with a bootstrap interval over the samples (fpqvar.eval.bootstrap).
 
-The result is a flat dict: fid, is, is_std, precision, recall, class_accuracy (domain only), sfid (None when the
-reference or the feature network cannot provide it), num_samples, reference (a label saying what the numbers
-are comparable to), plus settings (k, is_split_size).
+``MetricSetup`` loads the feature network and the reference once per run; ``quality_metrics`` measures one
+set. The result is a flat dict: fid, is, is_std, precision, recall, class_accuracy (domain only), sfid (None when
+the reference or the feature network cannot provide it), num_samples, reference (a label saying what the numbers
+are comparable to), the real-vs-real floors at the nearest stored size (floor_fid, floor_precision,
+floor_recall, floor_n), settings (k, is_split_size), and ``<metric>_ci`` = [lo, hi] for every metric (None
+without resamples).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
+import torch
 
 from fpqvar.eval import metrics as M
+from fpqvar.eval import reference as R
+from fpqvar.eval.bootstrap import DEFAULT_CONFIDENCE, interval, replicates
 
 PR_K = 3  # ADM / Kynkaanniemi et al. 2019
 IS_SPLIT_SIZE = 5000  # ADM's split size; the default model's 1,000-image sets are one split
+# Recall's interval needs the (real, generated) ball-membership matrix; above this many entries (ImageNet-size
+# sets) it is skipped rather than allocated.
+_MAX_MEMBERSHIP = 1 << 27
 
 
 def digit_features(net, images_NHWC_u8: np.ndarray, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """DigitNet (features (N, 128), logits (N, 10)) of uint8 images (N, 32, 32, 3)."""
-    import torch
-
     if images_NHWC_u8.ndim != 4 or images_NHWC_u8.shape[1:] != (32, 32, 3):
         raise ValueError(f"domain metrics need (N, 32, 32, 3) images (the default model), got "
                          f"{images_NHWC_u8.shape}")
@@ -32,22 +43,6 @@ def digit_features(net, images_NHWC_u8: np.ndarray, batch: int = 500) -> tuple[n
     return np.concatenate(feats), np.concatenate(logits)
 
 
-def domain_metrics(images_NHWC_u8: np.ndarray, labels: np.ndarray | None, ref, net, *, k: int = PR_K,
-                   is_split_size: int = IS_SPLIT_SIZE) -> dict:
-    feats, logits = digit_features(net, images_NHWC_u8)
-    mu, sigma = M.feature_stats(feats)
-    precision, recall = M.precision_recall(ref.features, feats, k=k)
-    is_mean, is_std = M.inception_score(logits, is_split_size)
-    floor_n, floor_fid, floor_std = floor_for(ref.meta.get("floor", {}), len(images_NHWC_u8))
-    return {
-        "fid": M.frechet_distance(mu, sigma, ref.mu, ref.sigma),
-        "is": is_mean, "is_std": is_std, "precision": precision, "recall": recall,
-        "class_accuracy": None if labels is None else M.class_accuracy(logits, labels),
-        "sfid": None, "num_samples": int(len(images_NHWC_u8)), "reference": ref.label,
-        "floor_fid": floor_fid, "floor_n": floor_n, "floor_fid_std": floor_std, "k": k, "is_split_size": is_split_size,
-    }
-
-
 def floor_for(floor: dict, n: int) -> tuple[int | None, float | None, float | None]:
     """(n', real-vs-real FID at n', its std over the draws) for the stored size closest to n (log scale); the
     1,000-image floor for an older reference without sizes."""
@@ -58,33 +53,35 @@ def floor_for(floor: dict, n: int) -> tuple[int | None, float | None, float | No
     return (None, floor.get("fid"), None) if floor else (None, None, None)
 
 
-def imagenet_metrics(images_NHWC_u8: np.ndarray, ref, extractor, *, k: int = PR_K,
-                     is_split_size: int = IS_SPLIT_SIZE) -> dict:
-    feats, logits = extractor(images_NHWC_u8)
-    mu, sigma = M.feature_stats(feats)
-    precision = recall = None
-    if ref.images is not None:
-        ref_feats, _ = extractor(ref.images)
-        precision, recall = M.precision_recall(ref_feats, feats, k=k)
-    is_mean, is_std = M.inception_score(logits, is_split_size)
-    return {
-        "fid": M.frechet_distance(mu, sigma, ref.mu, ref.sigma), "is": is_mean, "is_std": is_std,
-        "precision": precision, "recall": recall, "class_accuracy": None,
-        "sfid": None,  # needs mixed_6/conv spatial features: see fpqvar.eval.inception
-        "num_samples": int(len(images_NHWC_u8)), "reference": ref.label, "floor_fid": None, "k": k,
-        "is_split_size": is_split_size,
-    }
+def _floors(floor: dict, n: int) -> dict:
+    n_f, fid, std = floor_for(floor, n)
+    at = (floor.get("by_n") or {}).get(str(n_f), floor) if floor else {}
+    return {"floor_fid": fid, "floor_n": n_f, "floor_fid_std": std, "floor_precision": at.get("precision"),
+            "floor_recall": at.get("recall")}
 
 
-def evaluate_images(images_NHWC_u8: np.ndarray, labels: np.ndarray | None, *, model: str,
-                    classifier=None, reference=None, inception_weights=None, device: str = "cpu") -> dict:
-    """Dispatch on the model: ``default`` -> domain metrics; an ImageNet model -> ADM reference + Inception.
+@dataclass
+class MetricSetup:
+    """The feature network and the reference of one run (loaded once, used for every method)."""
+    features: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # uint8 images -> (feats (N, D), logits)
+    ref_mu: np.ndarray
+    ref_sigma: np.ndarray
+    ref_feats: np.ndarray | None  # for precision / recall (None: not available)
+    label: str
+    floor: dict  # the reference's real-vs-real floor record ({} when it has none)
+    domain: bool  # class accuracy exists (DigitNet logits are the digit classes)
+    _ref_radii: torch.Tensor | None = None
 
-    ``classifier`` / ``reference``: paths (None = shipped assets for the default model; the ADM reference has no
-    default and must be given).
-    """
-    from fpqvar.eval import reference as R
+    def ref_radii(self) -> torch.Tensor:
+        if self._ref_radii is None:
+            self._ref_radii = M.knn_radii(self.ref_feats, PR_K)
+        return self._ref_radii
 
+
+def load_metric_setup(*, model: str, classifier=None, reference=None, inception_weights=None,
+                      device: str = "cpu") -> MetricSetup:
+    """``default`` -> DigitNet + the domain reference; an ImageNet model -> Inception-v3 + the ADM reference batch
+    (``reference`` must be given). ``classifier`` / ``reference``: paths (None = the shipped assets)."""
     if model == "default":
         cls_path = classifier if classifier is not None else R.default_classifier_path()
         net = R.load_digit_net(cls_path)
@@ -93,7 +90,8 @@ def evaluate_images(images_NHWC_u8: np.ndarray, labels: np.ndarray | None, *, mo
         if want and want != R.file_sha256(cls_path):
             raise ValueError(f"{ref.path}: built with another classifier than {cls_path} (sha256 differs); rebuild "
                              f"it with `fpqvar eval build-reference --classifier {cls_path}`")
-        return domain_metrics(images_NHWC_u8, labels, ref, net)
+        return MetricSetup(lambda im: digit_features(net, im), ref.mu, ref.sigma, ref.features, ref.label,
+                           ref.meta.get("floor", {}), domain=True)
     from fpqvar.eval.inception import InceptionFeatures
 
     if reference is None:
@@ -101,4 +99,60 @@ def evaluate_images(images_NHWC_u8: np.ndarray, labels: np.ndarray | None, *, mo
                          f"VIRTUAL_imagenet256_labeled.npz")
     extractor = InceptionFeatures(inception_weights, device=device)  # fails first, before loading 2 GB
     ref = R.load_adm_reference(reference)
-    return imagenet_metrics(images_NHWC_u8, ref, extractor)
+    ref_feats = extractor(ref.images)[0] if ref.images is not None else None
+    return MetricSetup(extractor, ref.mu, ref.sigma, ref_feats, ref.label, {}, domain=False)
+
+
+def _ci(stat: Callable[[np.ndarray], float], idx_BN: np.ndarray | None, confidence: float,
+        estimate: float | None = None):
+    """Bootstrap interval of ``stat`` (centred on ``estimate``: fpqvar.eval.bootstrap); None without resamples."""
+    if idx_BN is None or len(idx_BN) == 0:
+        return None
+    iv = interval(replicates(stat, idx_BN), confidence, estimate)
+    return None if iv is None else list(iv)
+
+
+def quality_metrics(setup: MetricSetup, images_NHWC_u8: np.ndarray, labels_N: np.ndarray | None,
+                    idx_BN: np.ndarray | None = None, *, confidence: float = DEFAULT_CONFIDENCE,
+                    features: tuple[np.ndarray, np.ndarray] | None = None, k: int = PR_K,
+                    is_split_size: int = IS_SPLIT_SIZE) -> dict:
+    """Metrics of one set against the reference; ``idx_BN``: bootstrap resamples (fpqvar.eval.bootstrap)."""
+    feats, logits = features if features is not None else setup.features(images_NHWC_u8)
+    n = len(feats)
+    out = {"fid": M.frechet_distance(*M.feature_stats(feats), setup.ref_mu, setup.ref_sigma)}
+    out["fid_ci"] = _ci(lambda i: M.frechet_distance(*M.feature_stats(feats[i]), setup.ref_mu, setup.ref_sigma),
+                        idx_BN, confidence, out["fid"])
+    out["is"], out["is_std"] = M.inception_score(logits, is_split_size)
+    out["is_ci"] = _ci(lambda i: M.inception_score(logits[i], is_split_size)[0], idx_BN, confidence, out["is"])
+    out.update(precision=None, recall=None, precision_ci=None, recall_ci=None)
+    if setup.ref_feats is not None:
+        # precision: share of generated points inside the real manifold (fixed); recall: share of real points
+        # inside the generated manifold. Resampled recall keeps each generated point's full-set k-NN radius.
+        inside_N = M.manifold_inside(setup.ref_feats, setup.ref_radii(), feats).numpy()
+        out["precision"] = float(inside_N.mean())
+        out["precision_ci"] = _ci(lambda i: float(inside_N[i].mean()), idx_BN, confidence, out["precision"])
+        radii = M.knn_radii(feats, k)
+        if len(setup.ref_feats) * n <= _MAX_MEMBERSHIP:
+            member_RN = M.ball_membership(feats, radii, setup.ref_feats).numpy()
+            out["recall"] = float(member_RN.any(axis=1).mean())
+            out["recall_ci"] = _ci(lambda i: float(member_RN[:, i].any(axis=1).mean()), idx_BN, confidence,
+                                   out["recall"])
+        else:
+            out["recall"] = M.manifold_coverage(feats, radii, setup.ref_feats)
+    out["class_accuracy"] = out["class_accuracy_ci"] = None
+    if setup.domain and labels_N is not None:
+        correct_N = (logits.argmax(axis=1) == labels_N).astype(np.float64)
+        out["class_accuracy"] = float(correct_N.mean())
+        out["class_accuracy_ci"] = _ci(lambda i: float(correct_N[i].mean()), idx_BN, confidence,
+                                       out["class_accuracy"])
+    return {**out, "sfid": None,  # needs Inception mixed_6/conv spatial features: see fpqvar.eval.inception
+            "num_samples": int(n), "reference": setup.label, **_floors(setup.floor, n), "k": k,
+            "is_split_size": is_split_size}
+
+
+def evaluate_images(images_NHWC_u8: np.ndarray, labels: np.ndarray | None, *, model: str,
+                    classifier=None, reference=None, inception_weights=None, device: str = "cpu") -> dict:
+    """One set, no intervals: ``quality_metrics`` with a freshly loaded ``load_metric_setup``."""
+    setup = load_metric_setup(model=model, classifier=classifier, reference=reference,
+                              inception_weights=inception_weights, device=device)
+    return quality_metrics(setup, images_NHWC_u8, labels)

@@ -25,31 +25,14 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
-def _table(table: dict) -> str:
-    """HTML of a ``report.table_json`` dict."""
-    from fpqvar.eval.paper import PAPER_MODEL, paper_row
+def _table(table: dict) -> tuple[str, list[str]]:
+    """HTML of a ``report.table_json`` dict (the cells of the Markdown table) and its notes."""
+    from fpqvar.eval.report import table_cells
 
-    rows = table["rows"]
-    paper = table["model"] == PAPER_MODEL
-    has_acc = any(r.get("class_accuracy") is not None for r in rows)
-    head = ["method", "bits W/A", "IS", "FID", "precision", "recall"] + (["class acc. %"] if has_acc else []) + \
-        ["weight bytes", "note"] + (["paper IS", "paper FID", "paper P", "paper R"] if paper else [])
-
-    def f(v, nd):
-        return "-" if v is None else f"{v:.{nd}f}"
-
+    head, body, notes = table_cells(table["rows"], model=table["model"])
     out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    for r in rows:
-        cells = [r["method"], f"{r['bits_w']}/{r['bits_a']}", f(r.get("is"), 2), f(r.get("fid"), 2),
-                 f(r.get("precision"), 3), f(r.get("recall"), 3)]
-        if has_acc:
-            cells.append(f(None if r.get("class_accuracy") is None else 100 * r["class_accuracy"], 1))
-        cells += ["-" if r.get("weight_bytes") is None else f"{r['weight_bytes']:,}", r.get("note") or ""]
-        if paper:
-            p = paper_row(r["method"])
-            cells += ["-"] * 4 if p is None else [f(p.IS, 1), f(p.FID, 2), f(p.precision, 2), f(p.recall, 2)]
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    return "\n".join(out) + "</table>"
+    out += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>" for cells in body]
+    return "\n".join(out) + "</table>", notes
 
 
 def write_report(path: str | os.PathLike, *, title: str, table: dict, figures: list[tuple[str, Path]],
@@ -61,8 +44,10 @@ def write_report(path: str | os.PathLike, *, title: str, table: dict, figures: l
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              f"<p class='note'>Metrics: {html.escape(table['reference'])}.</p>",
              "<p class='note'>Settings: " + html.escape(", ".join(f"{k}={v}" for k, v in table["settings"].items()))
-             + "</p>", _table(table)]
-    for n in notes:
+             + "</p>"]
+    table_html, table_notes = _table(table)
+    parts.append(table_html)
+    for n in [*table_notes, *notes]:
         parts.append(f"<p class='note'>{html.escape(n)}</p>")
     if links:
         parts.append("<p class='note'>Files: " + ", ".join(

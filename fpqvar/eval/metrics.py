@@ -97,15 +97,29 @@ def knn_radii(feats_ND, k: int = 3) -> torch.Tensor:
     return torch.cat(out)
 
 
-def manifold_coverage(manifold_ND, radii_N: torch.Tensor, queries_MD) -> float:
-    """Share of queries inside the union of balls (manifold point, radius)."""
+def manifold_inside(manifold_ND, radii_N: torch.Tensor, queries_MD) -> torch.Tensor:
+    """(M,) bool: is each query inside the union of balls (manifold point, radius)?"""
     m = torch.as_tensor(np.asarray(manifold_ND), dtype=torch.float64)
     q = torch.as_tensor(np.asarray(queries_MD), dtype=torch.float64)
     inside = []
     for s in range(0, q.shape[0], _row_block(m.shape[0])):
         d = torch.cdist(q[s:s + _row_block(m.shape[0])], m)
         inside.append((d <= radii_N.unsqueeze(0)).any(dim=1))
-    return float(torch.cat(inside).double().mean())
+    return torch.cat(inside)
+
+
+def ball_membership(manifold_ND, radii_N: torch.Tensor, queries_MD) -> torch.Tensor:
+    """(M, N) bool: query m inside ball n (for resampling the manifold's points: fpqvar.eval.compare)."""
+    m = torch.as_tensor(np.asarray(manifold_ND), dtype=torch.float64)
+    q = torch.as_tensor(np.asarray(queries_MD), dtype=torch.float64)
+    rows = [torch.cdist(q[s:s + _row_block(m.shape[0])], m) <= radii_N.unsqueeze(0)
+            for s in range(0, q.shape[0], _row_block(m.shape[0]))]
+    return torch.cat(rows)
+
+
+def manifold_coverage(manifold_ND, radii_N: torch.Tensor, queries_MD) -> float:
+    """Share of queries inside the union of balls (manifold point, radius)."""
+    return float(manifold_inside(manifold_ND, radii_N, queries_MD).double().mean())
 
 
 def precision_recall(real_ND, fake_MD, k: int = 3, real_radii: torch.Tensor | None = None) -> tuple[float, float]:

@@ -2,16 +2,24 @@
 
 Layout of ``out``:
 
+    out/.fpqvar.lock                     held by the running evaluation (fpqvar.io_utils.FolderLock)
     out/<method>/quantized.safetensors   packed quantized model (rank 0 quantizes, the other ranks load it)
     out/<method>/quant_report.json       what quantize_ did (per-layer specs, SQNR rows, timings)
     out/<method>/sample_set.json, units/, samples.npz   (fpqvar.eval.sample_set)
-    out/<method>/metrics.json            metrics + timings of this method
+    out/<method>/metrics.json            metrics + intervals of this method, and the key they were computed for
     out/table.md, table.json, figures/*.png, report.html
 
-Calibration runs once (rank 0, on the float model) and is reused by every recipe that needs it. A rerun skips
-methods whose metrics.json matches the plan, reuses quantized files, and samples only the missing units. All of
-these are keyed by a fingerprint of the float model's checkpoint files (``model_fingerprint``), so a folder is
-never resumed after the weights changed: the run stops with an error instead.
+Every cached artefact is keyed by a fingerprint of everything that produced it (fpqvar.eval.fingerprint;
+issue 16.2): the quantized file by (float weights, recipe content, calibration settings, threads, device); the
+sample set by (float weights, the quantized file's bytes, sampler settings, threads, device, kernel backend);
+the metrics by (the sample set's content, the float set's content, the metric asset files, the bootstrap
+settings). A rerun reuses what matches, refuses a folder whose quantized file or samples came from something else
+(naming what changed), validates every unit and rebuilds ``samples.npz`` from them (issue 16.6), and recomputes
+metrics whose key changed. Calibration runs once (rank 0, on the float model) for every recipe that needs it.
+
+Metrics: the damage against the float model's own samples (same seeds: fpqvar.eval.paired) and the quality
+against real data (fpqvar.eval.evaluate), each with a bootstrap interval over the samples; every method is
+resampled with the same indices (fpqvar.eval.bootstrap).
 """
 
 from __future__ import annotations
@@ -19,133 +27,78 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from fpqvar.io_utils import atomic_write_json
+import numpy as np
+import torch
 
-PLAN_VERSION = 1
-_FP_KEY = "fpqvar.eval.float_fingerprint"  # metadata of quantized files made by the pipeline
-FLOAT_RECIPE = "fp16"  # the float model under its paper name (float32 on CPU unless --dtype says otherwise)
+from fpqvar.eval import sample_set as ss
+from fpqvar.eval.bootstrap import resample_indices
+from fpqvar.eval.distributed import DistContext, run_sample_set
+from fpqvar.eval.evaluate import load_metric_setup, quality_metrics
+from fpqvar.eval.fingerprint import (canonical_sha256, file_fingerprint, fingerprint_diff, recipe_sha256,
+                                     run_fingerprint)
+from fpqvar.eval.paired import damage_metrics
+from fpqvar.eval.plan import (FLOAT_RECIPE, PLAN_VERSION, EvalPlan, methods_of, model_files,  # noqa: F401
+                              plan_files_fingerprint)
+from fpqvar.eval.report import float_weight_bytes, make_row, table_json, weight_bytes_from_file, write_tables
+from fpqvar.io_utils import FolderLock, atomic_write_json
+from fpqvar.quant.recipes import load_recipe
 
-
-@dataclass(frozen=True)
-class EvalPlan:
-    model: str = "default"
-    recipes: tuple[str, ...] = (FLOAT_RECIPE,)  # recipe names or recipe JSON paths
-    quantized: tuple[str, ...] = ()  # packed quantized files, evaluated as they are
-    classes: tuple[int, ...] | None = None  # None: all classes of the model
-    per_class: int = 50
-    batch: int = 25  # images per work unit (part of the set's identity)
-    cfg: float = 1.5
-    top_k: int = 900
-    top_p: float = 0.96
-    seed: int = 0
-    dtype: str = "float32"
-    calib_samples: int = 100
-    backend: str = "reference"  # QuantLinear forward: reference, or a fast path of fpqvar.quant.fast (exact, ...)
-    ckpt: str | None = None
-    vae: str | None = None
-    classifier: str | None = None
-    reference: str | None = None
-    inception_weights: str | None = None
-    figures: bool = True
-    version: int = PLAN_VERSION
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "recipes", tuple(self.recipes))
-        object.__setattr__(self, "quantized", tuple(str(q) for q in self.quantized))
-        if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
-        if not self.recipes and not self.quantized:
-            raise ValueError("EvalPlan: give at least one recipe or quantized file")
-        for name in ("per_class", "batch", "calib_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EvalPlan.{name} must be >= 1, got {getattr(self, name)}")
-        if self.backend not in ("reference", "exact", "compile", "triton"):
-            raise ValueError(f"EvalPlan.backend must be reference, exact, compile or triton, got {self.backend!r}")
-        if self.version != PLAN_VERSION:
-            raise ValueError(f"EvalPlan.version must be {PLAN_VERSION}, got {self.version}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EvalPlan":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"EvalPlan: unknown keys {unknown}")
-        return cls(**d)
-
-    def settings(self) -> dict:
-        return {"per_class": self.per_class, "cfg": self.cfg, "top_k": self.top_k, "top_p": self.top_p,
-                "seed": self.seed, "dtype": self.dtype, "batch": self.batch, "calib_samples": self.calib_samples,
-                "backend": self.backend}
+METRICS_VERSION = 3  # 3: intervals centred on the estimate (fpqvar.eval.bootstrap)
+_FP_KEY = "fpqvar.eval.quantize_fingerprint"  # metadata of quantized files made by the pipeline (a JSON record)
 
 
-_FULL_HASH_MAX_BYTES = 1 << 30
-_PARTIAL_BYTES = 64 << 20
+def stale_message(what: Path, old: dict | None, new: dict, folder: Path) -> str:
+    """Why a cached artefact is not reused: the fields that changed; the --threads to rerun with if only that."""
+    if not isinstance(old, dict):
+        return (f"{what}: made by another fpqvar version or by hand (no fingerprint record); use another --out or "
+                f"delete {folder}")
+    diff = fingerprint_diff(old, new)
+    hint = f"rerun with --threads {old['threads']}, or " if old.get("threads") != new.get("threads") else ""
+    return (f"{what}: made from something else ({'; '.join(diff)}); a result is never reused for other inputs: "
+            f"{hint}use another --out or delete {folder}")
 
 
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """sha256 of the file; above 1 GiB (official checkpoints) of its size + first and last 64 MiB."""
+def _quantized_record(path: Path) -> dict | None:
+    from fpqvar.quant.export import read_header
+
+    meta = read_header(path).get("metadata")
+    if meta is None:  # a header without the user metadata field: read the safetensors metadata directly
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    try:
+        return json.loads(meta[_FP_KEY])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        return None
+
+
+def set_digest(images: np.ndarray, labels: np.ndarray | None) -> str:
+    """sha256 of a packed set's content (the npz bytes carry zip timestamps; the arrays do not)."""
     import hashlib
 
-    from fpqvar.eval.reference import file_sha256
-
-    path = Path(path)
-    size = path.stat().st_size
-    if size <= _FULL_HASH_MAX_BYTES:
-        return file_sha256(path)
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(_PARTIAL_BYTES))
-        f.seek(size - _PARTIAL_BYTES)
-        h.update(f.read(_PARTIAL_BYTES))
-    return "partial:" + h.hexdigest()
-
-
-def model_files(plan: "EvalPlan") -> tuple[Path, Path]:
-    """(VAR, VQVAE) checkpoint files that load_model reads for this plan."""
-    if plan.model == "default":
-        from fpqvar.model.default import default_paths
-
-        p = default_paths()
-        return Path(plan.ckpt or p.var), Path(plan.vae or p.vae)
-    from fpqvar.model.checkpoints import official_checkpoint
-    from fpqvar.model.zoo import get_model_spec
-
-    spec = get_model_spec(plan.model)
-    return (Path(plan.ckpt) if plan.ckpt else official_checkpoint(spec.var_ckpt),
-            Path(plan.vae) if plan.vae else official_checkpoint(spec.vae_ckpt))
-
-
-def _method_name(recipe: str) -> str:
-    return Path(recipe).stem if recipe.endswith(".json") else recipe
-
-
-def _sample_config(plan: EvalPlan, classes, model_id: str):
-    from fpqvar.eval.sample_set import SampleSetConfig
-
-    return SampleSetConfig(classes=tuple(classes), per_class=plan.per_class,
-                           chunk_size=min(plan.batch, plan.per_class), cfg=plan.cfg, top_k=plan.top_k,
-                           top_p=plan.top_p, base_seed=plan.seed, dtype=plan.dtype, model_id=model_id)
+    h = hashlib.sha256(str(images.shape).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    if labels is not None:
+        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
 
 
 class _Runner:
-    def __init__(self, plan: EvalPlan, out: Path, ctx, progress: bool):
+    def __init__(self, plan: EvalPlan, out: Path, ctx: DistContext, progress: bool):
         self.plan, self.out, self.ctx, self.progress = plan, out, ctx, progress
         self._calib = None
         self._fingerprint: str | None = None
+        self.device_type = torch.device(ctx.device).type
 
     def fingerprint(self) -> str:
         """16 hex digits identifying the float model's weights (VAR + VQVAE files)."""
         if self._fingerprint is None:
-            import hashlib
-
             var_f, vae_f = model_files(self.plan)
-            text = f"var:{file_fingerprint(var_f)}|vae:{file_fingerprint(vae_f)}"
-            self._fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
+            self._fingerprint = canonical_sha256({"var": file_fingerprint(var_f),
+                                                  "vae": file_fingerprint(vae_f)})[:16]
         return self._fingerprint
 
     def load_float(self):
@@ -178,20 +131,22 @@ class _Runner:
             self._calib = calibrate(self.load_float(), cc, progress=self.progress)
         return self._calib
 
+    def quantize_record(self, recipe_name: str) -> dict:
+        return run_fingerprint("quantize", float_model=self.fingerprint(), settings=self.plan.calib_settings(),
+                               recipe_sha=recipe_sha256(recipe_name), threads=self.plan.resolved_threads(),
+                               device=self.device_type)
+
     def quantize_to_file(self, recipe_name: str, mdir: Path) -> Path:
-        """Rank 0: quantize the float model with the recipe, save the packed file and the PTQ report."""
+        """Rank 0: the method's quantized file, made now or reused when its fingerprint record matches."""
         from fpqvar.quant.export import save_quantized
         from fpqvar.quant.quantize import quantize_
-        from fpqvar.quant.recipes import load_recipe
 
         path = mdir / "quantized.safetensors"
+        record = self.quantize_record(recipe_name)
         if path.is_file():
-            from fpqvar.quant.export import read_header
-
-            made_from = (read_header(path).get("metadata") or {}).get(_FP_KEY)
-            if made_from != self.fingerprint():
-                raise ValueError(f"{path}: quantized from another float model (fingerprint {made_from} vs now "
-                                 f"{self.fingerprint()}); use another --out or delete {mdir}")
+            old = _quantized_record(path)
+            if old is None or old.get("sha") != record["sha"]:
+                raise ValueError(stale_message(path, old, record, mdir))
             return path
         recipe = load_recipe(recipe_name)
         var = self.load_float()
@@ -200,117 +155,176 @@ class _Runner:
         rep = quantize_(var, recipe, calib, progress=self.progress)
         atomic_write_json(mdir / "quant_report.json", {**rep.to_dict(), "wall_s": time.perf_counter() - t})
         return save_quantized(var, recipe, path, model_name=self.plan.model,
-                              metadata={_FP_KEY: self.fingerprint()})
+                              metadata={_FP_KEY: json.dumps(record, sort_keys=True)})
 
-    def run_method(self, method: str, recipe_or_file: str, is_file: bool, classes) -> dict | None:
-        from fpqvar.eval.distributed import run_sample_set
-        from fpqvar.eval.reference import file_sha256
-
+    def sample_method(self, method: str, src: str, is_file: bool, classes) -> dict | None:
+        """Quantize (rank 0) and sample one method (all ranks); rank 0 returns what its metrics need."""
         ctx, mdir = self.ctx, self.out / method
-        metrics_path = mdir / "metrics.json"
-        float_model = not is_file and recipe_or_file == FLOAT_RECIPE
-        qpath = Path(recipe_or_file) if is_file else mdir / "quantized.safetensors"
+        float_model = not is_file and src == FLOAT_RECIPE
+        qpath = Path(src) if is_file else mdir / "quantized.safetensors"
+        error = None
         if ctx.is_main:
             mdir.mkdir(parents=True, exist_ok=True)
-            if not float_model and not is_file and not _done(metrics_path, self.plan, self.fingerprint()):
-                self.quantize_to_file(recipe_or_file, mdir)
-        ctx.barrier()
-        if _done(metrics_path, self.plan, self.fingerprint()):
-            return json.loads(metrics_path.read_text())["row"] if ctx.is_main else None
-        model_id = f"{self.plan.model}@{self.fingerprint()}|{method}|" + (
-            "float" if float_model else f"{file_sha256(qpath)[:16]}|{self.plan.backend}")
-        config = _sample_config(self.plan, classes, model_id)
+            try:
+                if not float_model and not is_file:
+                    self.quantize_to_file(src, mdir)
+                _check_sample_folder(mdir, *self.sample_identity(method, float_model, qpath, classes))
+            except ValueError as e:
+                error = str(e)
+        error = ctx.broadcast(error)  # every rank stops, none waits at a barrier for rank 0
+        if error is not None:
+            raise ValueError(error)
+        config, record = self.sample_identity(method, float_model, qpath, classes)
 
         def build():
             var = self.load_float()
-            if float_model:
-                return var
-            return self.load_quantized(qpath, var)
+            return var if float_model else self.load_quantized(qpath, var)
 
+        new_images = sum(u.n for u in ss.missing_units(config, mdir))  # a resumed run times only these
         t = time.perf_counter()
-        from fpqvar.eval.sample_set import missing_units
+        packed = run_sample_set(build, config, mdir, ctx, progress=self.progress, provenance=record)
+        if not ctx.is_main:
+            return None
+        return {"method": method, "src": src, "is_file": is_file, "float": float_model, "qpath": qpath,
+                "packed": packed, "config": config, "record": record, "sample_s": time.perf_counter() - t,
+                "new_images": new_images}
 
-        new_images = sum(u.n for u in missing_units(config, mdir))  # a resumed run times only these
-        packed = run_sample_set(build, config, mdir, ctx, progress=self.progress)
-        sample_s = time.perf_counter() - t
-        row = None
-        if ctx.is_main:
-            row = self._evaluate(method, recipe_or_file, is_file, float_model, qpath, packed, sample_s, new_images)
-            atomic_write_json(metrics_path, {"plan": self.plan.to_dict(), "fingerprint": self.fingerprint(),
-                                             "row": row})
-        ctx.barrier()
-        return row
+    def sample_identity(self, method: str, float_model: bool, qpath: Path, classes):
+        """(SampleSetConfig, fingerprint record) of a method's sample set."""
+        p = self.plan
+        record = run_fingerprint("sample", float_model=self.fingerprint(), settings=p.sample_settings(classes),
+                                 quantized_sha=None if float_model else file_fingerprint(qpath),
+                                 backend=None if float_model else p.backend, threads=p.resolved_threads(),
+                                 device=self.device_type)
+        config = ss.SampleSetConfig(classes=tuple(classes), per_class=p.per_class,
+                                    chunk_size=min(p.batch, p.per_class), cfg=p.cfg, top_k=p.top_k, top_p=p.top_p,
+                                    base_seed=p.seed, dtype=p.dtype, model_id=f"{p.model}|{method}|{record['sha']}",
+                                    threads=p.resolved_threads(), device=self.device_type)
+        return config, record
 
-    def _evaluate(self, method, recipe_or_file, is_file, float_model, qpath, packed, sample_s, new_images) -> dict:
-        from fpqvar.eval.evaluate import evaluate_images
-        from fpqvar.eval.report import float_weight_bytes, make_row, weight_bytes_from_file
-        from fpqvar.eval.sample_set import load_packed
-        from fpqvar.quant.recipes import load_recipe
-
-        images, labels = load_packed(packed)
-        t = time.perf_counter()
-        m = evaluate_images(images, labels, model=self.plan.model, classifier=self.plan.classifier,
-                            reference=self.plan.reference, inception_weights=self.plan.inception_weights,
-                            device=self.ctx.device)
-        if is_file:
+    def recipe_of(self, s: dict):
+        if s["is_file"]:
             from fpqvar.quant.export import read_header
 
-            recipe = load_recipe(read_header(qpath)["recipe"])
-        else:
-            recipe = load_recipe(recipe_or_file)
+            return load_recipe(read_header(s["qpath"])["recipe"])
+        return load_recipe(s["src"])
+
+    def row(self, s: dict, setup, idx_BN, float_set: dict | None, files_fp: dict) -> dict:
+        """Rank 0: the method's table row, from metrics.json when its key matches, else computed now."""
+        mdir = self.out / s["method"]
+        images, labels = ss.load_packed(s["packed"])
+        tokens = np.concatenate([t for *_, t in ss.iter_units(s["config"], mdir)])
+        key = {"version": METRICS_VERSION, "sample_set": s["record"]["sha"], "samples": set_digest(images, labels),
+               "float_samples": None if float_set is None or s["float"] else float_set["digest"],
+               "files": files_fp, "bootstrap": self.plan.boot().to_dict()}
+        metrics_path = mdir / "metrics.json"
+        cached = _read_json(metrics_path)
+        if cached is not None and cached.get("key") == json.loads(json.dumps(key)):
+            return cached["row"]
+        t = time.perf_counter()
+        feats, logits = setup.features(images)
+        conf = self.plan.boot().confidence
+        m = quality_metrics(setup, images, labels, idx_BN, confidence=conf, features=(feats, logits))
+        if float_set is not None and not s["float"]:
+            m.update(damage_metrics(images, float_set["images"], feats, float_set["feats"], tokens,
+                                    float_set["tokens"], idx_BN, confidence=conf))
+        recipe = self.recipe_of(s)
         cfg = self.var_config()
-        wbytes = float_weight_bytes(cfg) if float_model else weight_bytes_from_file(qpath, cfg)
-        qrep = Path(qpath).parent / "quant_report.json"
-        quant_s = json.loads(qrep.read_text()).get("wall_s") if qrep.is_file() and not float_model else None
-        extra = {"recipe": recipe.name, "floor_fid": m.get("floor_fid"), "floor_n": m.get("floor_n"),
-                 "floor_fid_std": m.get("floor_fid_std"),
-                 "reference": m["reference"],
-                 "is_std": m.get("is_std"), "sample_s": sample_s, "eval_s": time.perf_counter() - t,
-                 "quantize_s": quant_s, "sampled_images": new_images,
-                 "images_per_s": new_images / sample_s if new_images and sample_s > 0 else None}
-        return make_row(method, recipe, m, wbytes, extra)
+        wbytes = float_weight_bytes(cfg) if s["float"] else weight_bytes_from_file(s["qpath"], cfg)
+        qrep = Path(s["qpath"]).parent / "quant_report.json"
+        quant_s = json.loads(qrep.read_text()).get("wall_s") if qrep.is_file() and not s["float"] else None
+        n_new, sample_s = s["new_images"], s["sample_s"]
+        extra = {k: v for k, v in m.items() if k.endswith("_ci") or k.startswith(("floor_", "fid_to", "psnr_to",
+                                                                                   "token_", "identical"))}
+        extra.update(recipe=recipe.name, reference=m["reference"], is_std=m.get("is_std"),
+                     is_float_reference=s["float"] and float_set is not None, sample_s=sample_s,
+                     eval_s=time.perf_counter() - t, quantize_s=quant_s, sampled_images=n_new,
+                     images_per_s=n_new / sample_s if n_new and sample_s > 0 else None)
+        row = make_row(s["method"], recipe, m, wbytes, extra)
+        atomic_write_json(metrics_path, {"plan": self.plan.to_dict(), "key": key, "row": row})
+        return row
 
 
-def _done(metrics_path: Path, plan: EvalPlan, fingerprint: str) -> bool:
-    if not metrics_path.is_file():
-        return False
+def _read_json(path: Path) -> dict | None:
     try:
-        d = json.loads(metrics_path.read_text())
-    except (json.JSONDecodeError, OSError):
-        return False
-    return d.get("plan") == json.loads(json.dumps(plan.to_dict())) and d.get("fingerprint") == fingerprint
+        d = json.loads(path.read_text())
+        return d if isinstance(d, dict) else None
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
-def run_plan(plan: EvalPlan, out_dir: str | os.PathLike, ctx=None, *, progress: bool = True) -> dict | None:
+def _check_sample_folder(mdir: Path, config, record: dict) -> None:
+    """Refuse a sample folder made with other settings or from other inputs, naming what changed."""
+    why = ss.config_mismatch(mdir, config)
+    if why is None:
+        return
+    manifest = _read_json(mdir / ss.MANIFEST) or {}
+    old = manifest.get("provenance")
+    old_threads = (manifest.get("config") or {}).get("threads")
+    if isinstance(old, dict) and old_threads == config.threads and old.get("sha") != record["sha"]:
+        why = stale_message(mdir / ss.MANIFEST, old, record, mdir)
+    raise ValueError(why)
+
+
+def _float_set(runner: _Runner, s: dict, setup) -> dict:
+    images, labels = ss.load_packed(s["packed"])
+    tokens = np.concatenate([t for *_, t in ss.iter_units(s["config"], runner.out / s["method"])])
+    return {"images": images, "labels": labels, "tokens": tokens, "feats": setup.features(images)[0],
+            "digest": set_digest(images, labels)}
+
+
+def _lock(out: Path, ctx: DistContext) -> FolderLock | None:
+    """Rank 0 takes the folder lock; every rank raises if it could not (so no rank waits at a barrier)."""
+    lock, error = None, None
+    if ctx.is_main:
+        try:
+            lock = FolderLock(out, f"fpqvar eval (pid {os.getpid()})").acquire()
+        except RuntimeError as e:
+            error = str(e)
+    error = ctx.broadcast(error)
+    if error is not None:
+        raise RuntimeError(error)
+    return lock
+
+
+def run_plan(plan: EvalPlan, out_dir: str | os.PathLike, ctx: DistContext | None = None, *,
+             progress: bool = True) -> dict | None:
     """Run every method of the plan; returns the table dict on rank 0 (None elsewhere)."""
-    from fpqvar.eval.distributed import DistContext
-    from fpqvar.eval.report import write_tables
-
     ctx = ctx or DistContext()
     out = Path(out_dir)
+    threads_before = torch.get_num_threads()
+    if plan.threads is not None and plan.threads != threads_before:
+        torch.set_num_threads(plan.threads)
+    lock = _lock(out, ctx)
+    try:
+        return _run(plan, out, ctx, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+        torch.set_num_threads(threads_before)
+
+
+def _run(plan: EvalPlan, out: Path, ctx: DistContext, progress: bool) -> dict | None:
     runner = _Runner(plan, out, ctx, progress)
     num_classes = runner.var_config().num_classes
     classes = plan.classes if plan.classes is not None else tuple(range(num_classes))
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
         raise ValueError(f"classes {bad[:5]} out of range for model {plan.model!r} ({num_classes} classes)")
-    methods = [(_method_name(r), r, False) for r in plan.recipes]
-    methods += [(Path(q).stem, q, True) for q in plan.quantized]
-    names = [m for m, _, _ in methods]
-    if len(set(names)) != len(names):
-        raise ValueError(f"EvalPlan: method names collide: {names}")
-    rows = []
-    for method, src, is_file in methods:
-        row = runner.run_method(method, src, is_file, classes)
-        if ctx.is_main:
-            rows.append(row)
+    methods = methods_of(plan)
+    sampled = [runner.sample_method(m, src, is_file, classes) for m, src, is_file in methods]
     if not ctx.is_main:
         return None
+    setup = load_metric_setup(model=plan.model, classifier=plan.classifier, reference=plan.reference,
+                              inception_weights=plan.inception_weights, device=ctx.device)
+    labels = ss.load_packed(sampled[0]["packed"])[1]
+    idx_BN = resample_indices(labels, plan.bootstrap, plan.boot().seed) if plan.bootstrap else None
+    float_set = next((_float_set(runner, s, setup) for s in sampled if s["float"]), None) if plan.paired else None
+    files_fp = plan_files_fingerprint(plan)
+    rows = [runner.row(s, setup, idx_BN, float_set, files_fp) for s in sampled]
     reference_label = rows[0]["reference"] if rows else ""
     settings = {**plan.settings(), "classes": len(classes), "num_samples": len(classes) * plan.per_class}
     write_tables(out, rows, model=plan.model, reference_label=reference_label, settings=settings)
-    from fpqvar.eval.report import table_json
-
     table = table_json(rows, model=plan.model, reference_label=reference_label, settings=settings)
     if plan.figures:
         from fpqvar.eval.figures import make_figures_and_report

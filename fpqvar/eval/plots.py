@@ -115,14 +115,19 @@ def absmax_heatmaps(before_SC: np.ndarray, after_SC: np.ndarray | None, patch_nu
 
 
 def metric_bars(rows: list[dict], path: str | os.PathLike, keys=("fid", "is", "precision", "recall")) -> Path:
-    """One small bar chart per metric, one bar per recipe."""
+    """One small bar chart per metric, one bar per recipe; the bootstrap interval (``<key>_ci``) as an error bar."""
     plt = _plt()
     names = [r["method"] for r in rows]
+    keys = [k for k in keys if any(r.get(k) is not None for r in rows)]
+    titles = {"fid": "FID to real", "is": "IS", "fid_to_float": "FID to float", "psnr_to_float_db": "PSNR to float (dB)"}
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        v = [np.nan if r.get(k) is None else r[k] for r in rows]
-        ax.bar(range(len(v)), v, color="#3b6ea5")
+        v = np.array([np.nan if r.get(k) is None else r[k] for r in rows], dtype=float)
+        cis = [r.get(f"{k}_ci") for r in rows]
+        err = np.array([[0, 0] if not ci else [max(0.0, x - ci[0]), max(0.0, ci[1] - x)]
+                        for x, ci in zip(v, cis)]).T
+        ax.bar(range(len(v)), v, color="#3b6ea5", yerr=err if any(cis) else None, capsize=3)
         ax.set_xticks(range(len(v)))
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-        ax.set_title(k.upper() if k in ("fid", "is") else k, fontsize=9)
+        ax.set_title(titles.get(k, k), fontsize=9)
     return _save(fig, path)

@@ -79,6 +79,7 @@ def make_row(method: str, recipe, metrics: dict, weight_bytes: int | None, extra
            "is": metrics.get("is"), "fid": metrics.get("fid"), "precision": metrics.get("precision"),
            "recall": metrics.get("recall"), "class_accuracy": metrics.get("class_accuracy"),
            "sfid": metrics.get("sfid"), "weight_bytes": weight_bytes, "num_samples": metrics.get("num_samples")}
+    row.update({f"{k}_ci": metrics.get(f"{k}_ci") for k in ("is", "fid", "precision", "recall", "class_accuracy")})
     row.update(extra or {})
     return row
 
@@ -93,39 +94,88 @@ def _bytes(v) -> str:
     return f"{v / 2**20:.2f} MiB" if v >= 2**20 else f"{v / 2**10:.1f} KiB"
 
 
-def table_markdown(rows: list[dict], *, model: str, reference_label: str, settings: dict) -> str:
+def _with_ci(r: dict, key: str, nd: int, scale: float = 1.0) -> str:
+    """``3.97 [3.51, 4.40]``: the estimate and its bootstrap interval (when there is one)."""
+    v = r.get(key)
+    if v is None:
+        return "-"
+    ci = r.get(f"{key}_ci")
+    text = f"{scale * v:.{nd}f}"
+    return text if not ci else f"{text} [{scale * ci[0]:.{nd}f}, {scale * ci[1]:.{nd}f}]"
+
+
+def _damage(r: dict, key: str, nd: int, scale: float = 1.0) -> str:
+    return "(reference)" if r.get("is_float_reference") else _with_ci(r, key, nd, scale)
+
+
+def table_cells(rows: list[dict], *, model: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, rows of cells, notes) shared by the Markdown and HTML tables. The damage against the float
+    model's own samples comes first (it ranks recipes; issue 13), then the quality against real data, each
+    metric with its bootstrap interval; a last row holds the real-vs-real floors where the reference has them."""
     with_paper = model == PAPER_MODEL
     has_acc = any(r.get("class_accuracy") is not None for r in rows)
-    head = ["method", "bits W/A", "IS", "FID", "precision", "recall"] + (["class acc."] if has_acc else []) + [
+    has_damage = any(r.get("fid_to_float") is not None or r.get("is_float_reference") for r in rows)
+    has_tokens = any(r.get("token_agreement") is not None for r in rows)
+    head = ["method", "bits W/A"]
+    if has_damage:
+        head += ["FID to float", "PSNR to float (dB)"] + (["tokens = float (%)"] if has_tokens else [])
+    head += ["FID to real", "IS", "precision", "recall"] + (["class acc. (%)"] if has_acc else []) + [
         "weight bytes", "note"]
     if with_paper:
         head += ["paper IS", "paper FID", "paper P", "paper R"]
-    lines = [f"# Quantization results: {model}", "",
-             f"Metrics: {reference_label}.", "",
-             "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), "",
-             "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    body = []
     for r in rows:
-        cells = [r["method"], f"{r['bits_w']}/{r['bits_a']}", _f(r.get("is"), 2), _f(r.get("fid"), 2),
-                 _f(r.get("precision"), 3), _f(r.get("recall"), 3)]
+        cells = [r["method"], f"{r['bits_w']}/{r['bits_a']}"]
+        if has_damage:
+            cells += [_damage(r, "fid_to_float", 2), _damage(r, "psnr_to_float_db", 1)]
+            if has_tokens:
+                cells.append(_damage(r, "token_agreement", 1, 100))
+        cells += [_with_ci(r, "fid", 2), _with_ci(r, "is", 2), _with_ci(r, "precision", 3),
+                  _with_ci(r, "recall", 3)]
         if has_acc:
-            cells.append(_f(None if r.get("class_accuracy") is None else 100 * r["class_accuracy"], 1))
+            cells.append(_with_ci(r, "class_accuracy", 1, 100))
         cells += [_bytes(r.get("weight_bytes")), r.get("note") or ""]
         if with_paper:
             p = paper_row(r["method"])
             cells += ["-"] * 4 if p is None else [_f(p.IS, 1), _f(p.FID, 2), _f(p.precision, 2),
                                                   _f(p.recall, 2)]
-        lines.append("| " + " | ".join(cells) + " |")
-    if with_paper:
-        lines += ["", f"Paper columns: {SOURCE}."]
+        body.append(cells)
+    notes = []
     floor = next((r for r in rows if r.get("floor_fid") is not None), None)
     if floor is not None:
         at = f" at {floor['floor_n']} real images" if floor.get("floor_n") else ""
-        std = f" (std over draws {floor['floor_fid_std']:.2f})" if floor.get("floor_fid_std") else ""
-        lines += ["", f"Real-vs-real FID floor{at} (disjoint real sets, same feature network, same reference): "
-                      f"{floor['floor_fid']:.2f}{std}; FID grows as the sample count shrinks, so compare with this "
-                      "floor, not with the 1,000-image one; differences within a few std are noise."]
-    lines += ["", "Weight bytes: the block linears (qkv, proj, fc1, fc2) as packed in the quantized file "
-                  "(codes + float32 scales); float layers at 2 bytes/weight."]
+        std = f" +- {floor['floor_fid_std']:.2f}" if floor.get("floor_fid_std") else ""
+        cells = [f"real vs real (floor{at})", "-"] + ["-"] * ((2 + has_tokens) if has_damage else 0)
+        cells += [f"{floor['floor_fid']:.2f}{std}", "-", _f(floor.get("floor_precision"), 3),
+                  _f(floor.get("floor_recall"), 3)] + (["-"] if has_acc else []) + ["-", "disjoint real sets"]
+        body.append(cells + ["-"] * (len(head) - len(cells)))
+        notes.append(f"Real-vs-real floor{at}: disjoint real sets, same feature network, same reference (std over "
+                     "draws after +-); FID grows as the sample count shrinks, so compare FID to real with this "
+                     "floor, not with the 1,000-image one.")
+    if has_damage:
+        notes.append("FID / PSNR / tokens to float: the distance of each method's images to the float model's own "
+                     "images from the same seeds (pairs; fpqvar.eval.paired): the damage the quantization does, "
+                     "which FID to real can hide (quantization noise can lower it on a low-diversity model).")
+    if any(r.get("fid_ci") for r in rows):
+        notes.append("[lo, hi]: 95 % percentile bootstrap interval over the samples (resampled within each class, "
+                     "the same resamples for every method; fpqvar.eval.bootstrap): two methods whose intervals "
+                     "overlap widely are not shown to differ.")
+    notes.append("Weight bytes: the block linears (qkv, proj, fc1, fc2) as packed in the quantized file (codes + "
+                 "float32 scales); float layers at 2 bytes/weight.")
+    if with_paper:
+        notes.append(f"Paper columns: {SOURCE}.")
+    return head, body, notes
+
+
+def table_markdown(rows: list[dict], *, model: str, reference_label: str, settings: dict) -> str:
+    head, body, notes = table_cells(rows, model=model)
+    lines = [f"# Quantization results: {model}", "",
+             f"Metrics: {reference_label}.", "",
+             "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), "",
+             "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    for n in notes:
+        lines += ["", n]
     return "\n".join(lines) + "\n"
 
 

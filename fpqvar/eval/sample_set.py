@@ -8,11 +8,14 @@ Protocol (shared/spec/var-model.md section 5): ``per_class`` images for every cl
   its images depend only on (base seed, class, chunk, chunk_size, sampler settings, model), never on the
   number of processes or on which units were done before. Bit-identical images also need the same numerics per
   process: device type, dtype and, on CPU, threads per process (torchrun sets OMP_NUM_THREADS=1; a plain run
-  with 2 threads was seen to differ by one uint8 level in one value of 12,288, from the decoder's kernels).
+  with 2 threads was seen to differ by one uint8 level in one value of 12,288, from the decoder's kernels), so
+  ``threads`` and ``device`` are part of the config: a folder is never filled by processes that disagree.
 - Each finished unit is written atomically (temp file + rename, ``fpqvar.io_utils``) as
-  ``units/c{class:05d}_k{chunk:04d}.npz`` and kept. A rerun skips units whose file exists and validates
-  (shape, dtype, labels, seed); a file that does not validate is reported and redone; temp files left by a
-  kill are never read (their names start with '.', and rank 0 removes them at start).
+  ``units/c{class:05d}_k{chunk:04d}.npz`` (images, labels, seed, and the sampled token ids of every scale, for
+  the token agreement with the float model: fpqvar.eval.paired) and kept. A rerun skips units whose file exists
+  and validates (shape, dtype, labels, seed, tokens); a file that does not validate is reported and redone;
+  temp files left by a kill are never read (their names start with '.', and rank 0 removes them at start; a run
+  holds the folder's lock, fpqvar.io_utils.FolderLock, so no other run is writing one then).
 - ``sample_set.json`` records the settings; a rerun with different settings into the same folder is refused.
 - Packed set ``samples.npz``: ``arr_0`` (N, H, W, 3) uint8 and ``arr_1`` (N,) int64 labels, as guided-diffusion's
   sampler writes them (its evaluator reads ``arr_0``). Float -> uint8: ``floor(x * 255 + 0.5)`` clamped to
@@ -30,10 +33,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from fpqvar.io_utils import atomic_write_json, atomic_write_with
+from fpqvar.io_utils import atomic_write_json, atomic_write_with, load_npz
+from fpqvar.model.sampling import decode_images, sample_tokens
 
-SAMPLE_SET_VERSION = 1
+SAMPLE_SET_VERSION = 2  # 2: units record the token ids; the config records threads and device
 MANIFEST = "sample_set.json"
 PACKED = "samples.npz"
 UNITS_DIR = "units"
@@ -80,6 +85,8 @@ class SampleSetConfig:
     base_seed: int = 0
     dtype: str = "float32"
     model_id: str = ""
+    threads: int = 1  # torch CPU threads per process (torch.get_num_threads()) while sampling
+    device: str = "cpu"  # device type: cpu or cuda
     version: int = SAMPLE_SET_VERSION
 
     def __post_init__(self) -> None:
@@ -100,6 +107,10 @@ class SampleSetConfig:
             raise ValueError(f"SampleSetConfig.top_p must be in [0, 1], got {self.top_p}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"SampleSetConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"SampleSetConfig.threads must be an int >= 1, got {self.threads!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"SampleSetConfig.device must be 'cpu' or 'cuda' (a device type), got {self.device!r}")
         if self.version != SAMPLE_SET_VERSION:
             raise ValueError(f"SampleSetConfig.version {self.version} is not supported (expected "
                              f"{SAMPLE_SET_VERSION})")
@@ -153,28 +164,46 @@ def _manifest_record(config: SampleSetConfig) -> dict:
                        "packed": f"{PACKED}: arr_0 (N, H, W, 3) uint8, arr_1 (N,) int64 labels, (class, chunk) order"}}
 
 
-def prepare_dir(out_dir: str | os.PathLike, config: SampleSetConfig, *, write: bool = True) -> Path:
+def config_mismatch(out_dir: str | os.PathLike, config: SampleSetConfig) -> str | None:
+    """Why the folder's sample set is not ``config`` (None: no manifest yet, or the same settings)."""
+    out = Path(out_dir)
+    path = out / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())["config"]
+        if not isinstance(old, dict):
+            raise TypeError("config is not an object")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        return f"{path}: not a sample-set manifest ({e}); remove it or use another --out"
+    new = config.to_dict()
+    if old.get("threads") != new["threads"] and old.get("version") == new["version"]:
+        return (f"{out}: this sample set was sampled with {old.get('threads')} CPU thread(s) per process, this run "
+                f"has {new['threads']}; images depend on the thread count (one uint8 level in a few pixels), so a "
+                f"set is never mixed: rerun with --threads {old.get('threads')}, or use another --out")
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not diff:
+        return None
+    detail = ", ".join(f"{k}: folder {old.get(k)!r} vs now {new.get(k)!r}" for k in diff)
+    return f"{out}: holds a sample set made with other settings ({detail}); use another --out or delete the folder"
+
+
+def prepare_dir(out_dir: str | os.PathLike, config: SampleSetConfig, *, write: bool = True,
+                provenance: dict | None = None) -> Path:
     """Create / check ``out_dir``: refuse a folder made with other settings; remove stray temp files.
 
-    Call with ``write=True`` on one process only (rank 0), then ``write=False`` on the others after a barrier.
+    Call with ``write=True`` on one process only (rank 0, holding the folder lock), then ``write=False`` on the
+    others after a barrier. ``provenance``: what produced the model (recorded in the manifest for the reader).
     """
     out = Path(out_dir)
     path = out / MANIFEST
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())["config"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a sample-set manifest ({e}); remove it or use another --out") from None
-        new = config.to_dict()
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            detail = ", ".join(f"{k}: folder {old.get(k)!r} vs now {new.get(k)!r}" for k in diff)
-            raise ValueError(f"{out}: holds a sample set made with other settings ({detail}); use another --out "
-                             f"or delete the folder")
-    elif write:
-        atomic_write_json(path, _manifest_record(config))
-    elif not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest missing (rank 0 must prepare the folder first)")
+    why = config_mismatch(out, config)
+    if why is not None:
+        raise ValueError(why)
+    if not path.is_file():
+        if not write:
+            raise FileNotFoundError(f"{path}: manifest missing (rank 0 must prepare the folder first)")
+        atomic_write_json(path, {**_manifest_record(config), "provenance": provenance})
     if write:
         (out / UNITS_DIR).mkdir(parents=True, exist_ok=True)
         for stray in (out / UNITS_DIR).glob(".*.tmp"):  # left by a killed writer; never read
@@ -183,12 +212,14 @@ def prepare_dir(out_dir: str | os.PathLike, config: SampleSetConfig, *, write: b
 
 
 # ----------------------------------------------------------------------------------------------- units
-def read_unit(path: Path, unit: Unit, image_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Load and validate one unit file; ValueError naming the file and what is wrong."""
+def read_unit(path: Path, unit: Unit, image_hw: tuple[int, int] | None = None,
+              num_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Load and validate one unit file: (images (n, H, W, 3) uint8, labels (n,) int64, tokens (n, L) int64);
+    ValueError naming the file and what is wrong."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            images, labels, seed = z["images"], z["labels"], z["seed"]
-    except Exception as e:  # truncated / foreign file, missing key
+        z = load_npz(path, "unit file")
+        images, labels, seed, tokens = z["images"], z["labels"], z["seed"], z["tokens"]
+    except (ValueError, KeyError) as e:  # truncated / foreign file, missing key
         raise ValueError(f"{path}: unreadable unit file ({type(e).__name__}: {e})") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != unit.n or images.shape[3] != 3:
         raise ValueError(f"{path}: images must be ({unit.n}, H, W, 3) uint8, got {images.shape} {images.dtype}")
@@ -196,45 +227,50 @@ def read_unit(path: Path, unit: Unit, image_hw: tuple[int, int] | None = None) -
         raise ValueError(f"{path}: image size {images.shape[1:3]} != expected {tuple(image_hw)}")
     if labels.shape != (unit.n,) or not np.all(labels == unit.cls):
         raise ValueError(f"{path}: labels must be {unit.n} x class {unit.cls}")
-    if int(seed) != unit.seed:
-        raise ValueError(f"{path}: seed {int(seed)} != expected {unit.seed}")
-    return images, labels.astype(np.int64)
+    if seed.shape != () or int(seed) != unit.seed:
+        raise ValueError(f"{path}: seed {seed} != expected {unit.seed}")
+    if tokens.ndim != 2 or tokens.shape[0] != unit.n or tokens.dtype.kind not in "iu" or (
+            num_tokens is not None and tokens.shape[1] != num_tokens):
+        raise ValueError(f"{path}: tokens must be ({unit.n}, {num_tokens or 'L'}) integers, got {tokens.shape} "
+                         f"{tokens.dtype}")
+    return images, labels.astype(np.int64), tokens.astype(np.int64)
 
 
-def _write_unit(path: Path, images: np.ndarray, unit: Unit) -> None:
+def _write_unit(path: Path, images: np.ndarray, tokens: np.ndarray, unit: Unit) -> None:
     labels = np.full((unit.n,), unit.cls, dtype=np.int64)
 
     def w(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez must not append '.npz' to the temp name
-            np.savez(f, images=images, labels=labels, seed=np.int64(unit.seed))
+            np.savez(f, images=images, labels=labels, seed=np.int64(unit.seed), tokens=tokens.astype(np.int32))
 
     atomic_write_with(path, w)
 
 
-def sample_unit(var, unit: Unit, config: SampleSetConfig) -> np.ndarray:
-    """One unit as (n, H, W, 3) uint8: one batch, one generator seeded with ``unit.seed``."""
-    from fpqvar.model.sampling import decode_images, sample_tokens
-
+def sample_unit(var, unit: Unit, config: SampleSetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One unit: images (n, H, W, 3) uint8 and the token ids of every scale, concatenated in scale order (n, L);
+    one batch, one generator seeded with ``unit.seed``."""
     res = sample_tokens(var, unit.n, unit.cls, seed=unit.seed, cfg=config.cfg, top_k=config.top_k,
                         top_p=config.top_p, more_smooth=config.more_smooth, dtype=config.torch_dtype)
-    return to_uint8_NHWC(decode_images(var, res.f_hat, config.torch_dtype))
+    tokens = torch.cat([t.reshape(unit.n, -1) for t in res.idx_list], dim=1).cpu().numpy()
+    return to_uint8_NHWC(decode_images(var, res.f_hat, config.torch_dtype)), tokens
 
 
 def generate_units(var, config: SampleSetConfig, out_dir: str | os.PathLike, *, rank: int = 0, world: int = 1,
                    progress: bool = True, max_units: int | None = None,
                    on_unit: Callable[[Unit], None] | None = None) -> dict:
-    """Sample this rank's missing units. ``max_units`` stops after that many new units (time-boxed runs and
-    kill simulation). Returns counts {done, skipped, redone, todo_left}."""
-    from tqdm.auto import tqdm
-
+    """Sample this rank's missing units. ``var``: the model, or a function building it (called only when a unit
+    is missing or invalid). ``max_units`` stops after that many new units (time-boxed runs and kill simulation).
+    Returns counts {done, skipped, redone, todo_left}."""
     units_dir = Path(out_dir) / UNITS_DIR
     mine = shard(config.units(), rank, world)
+    lazy = callable(var) and not isinstance(var, torch.nn.Module)
+    num_tokens = None if lazy else sum(p * p for p in var.patch_nums)  # lazy: pack() checks that units agree
     todo, skipped, redone = [], 0, 0
     for u in mine:
         path = units_dir / u.filename
         if path.is_file():
             try:
-                read_unit(path, u)
+                read_unit(path, u, num_tokens=num_tokens)
                 skipped += 1
                 continue
             except ValueError as e:
@@ -242,11 +278,13 @@ def generate_units(var, config: SampleSetConfig, out_dir: str | os.PathLike, *, 
                 redone += 1
         todo.append(u)
     budget = len(todo) if max_units is None else min(len(todo), max_units)
+    if lazy and budget:
+        var = var()
     bar = tqdm(total=sum(u.n for u in todo[:budget]), unit="img", desc=f"sample [rank {rank}/{world}]",
                disable=not progress, position=rank, leave=rank == 0)
     for u in todo[:budget]:
-        images = sample_unit(var, u, config)
-        _write_unit(units_dir / u.filename, images, u)
+        images, tokens = sample_unit(var, u, config)
+        _write_unit(units_dir / u.filename, images, tokens, u)
         bar.update(u.n)
         if on_unit is not None:
             on_unit(u)
@@ -267,10 +305,10 @@ def pack(config: SampleSetConfig, out_dir: str | os.PathLike) -> Path:
         names = ", ".join(u.filename for u in missing[:5])
         raise FileNotFoundError(f"{out / UNITS_DIR}: {len(missing)} unit(s) not sampled yet ({names}...); rerun "
                                 f"the same command to finish them")
-    images, labels, hw = [], [], None
+    images, labels, hw, L = [], [], None, None
     for u in config.units():
-        im, lb = read_unit(out / UNITS_DIR / u.filename, u, hw)
-        hw = im.shape[1:3]
+        im, lb, tk = read_unit(out / UNITS_DIR / u.filename, u, hw, L)
+        hw, L = im.shape[1:3], tk.shape[1]
         images.append(im)
         labels.append(lb)
     arr_0, arr_1 = np.concatenate(images), np.concatenate(labels)
@@ -282,21 +320,22 @@ def pack(config: SampleSetConfig, out_dir: str | os.PathLike) -> Path:
     return atomic_write_with(out / PACKED, w)
 
 
+def iter_units(config: SampleSetConfig, out_dir: str | os.PathLike):
+    """(unit, images, labels, tokens) of every unit in the packed order (validated; for paired metrics)."""
+    out = Path(out_dir)
+    for u in config.units():
+        yield (u, *read_unit(out / UNITS_DIR / u.filename, u))
+
+
 def load_packed(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """(images (N, H, W, 3) uint8, labels (N,) or None) from an ADM-layout npz; errors name the file and key."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sample npz not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "arr_0" not in z:
-                raise ValueError(f"{path}: missing key 'arr_0' (keys: {sorted(z.files)})")
-            images = z["arr_0"]
-            labels = z["arr_1"] if "arr_1" in z else None
-    except ValueError:
-        raise
-    except Exception as e:
-        raise ValueError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
+    z = load_npz(path, "sample npz")
+    if "arr_0" not in z:
+        raise ValueError(f"{path}: missing key 'arr_0' (keys: {sorted(z)})")
+    images, labels = z["arr_0"], z.get("arr_1")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{path}: arr_0 must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
     if labels is not None and labels.shape != images.shape[:1]:

@@ -1,12 +1,16 @@
 """Checkpoint I/O in the official layout: strict, code-free loading; saving; official downloads.
 
-Loading never executes code: ``torch.load(weights_only=True)`` for .pth, safetensors otherwise. Errors name the
-file and the first offending keys and shapes.
+Loading never executes code: ``torch.load(weights_only=True)`` for .pth, safetensors otherwise. Every loaded
+tensor is checked against the model before it is copied in (``check_state_dict``): keys, shapes, the kind of
+dtype (an integer or bool tensor never lands in a float parameter, nor a float in an integer buffer: ``copy_``
+would cast it silently) and finiteness (one NaN weight otherwise surfaces as a ``torch.multinomial`` error during
+sampling, naming no file). Errors name the file and the first offending keys.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -36,6 +40,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message goes on to explain how to load the file unsafely; fpqvar never does, so it is not repeated
+        raise CheckpointError(f"{path}: not a readable weights-only torch checkpoint: the file is damaged, or holds "
+                              "pickled objects other than tensors (code or classes), which is refused: fpqvar loads "
+                              "weights only and never runs code from a checkpoint") from None
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable weights-only torch checkpoint ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
@@ -56,14 +65,50 @@ def _listing(items: list[str]) -> str:
     return ", ".join(items[:_MAX_LISTED]) + more
 
 
+def _kind(t: torch.Tensor) -> str:
+    return "float" if t.is_floating_point() else "complex" if t.is_complex() else "bool" if t.dtype == torch.bool \
+        else "integer"
+
+
+def _non_finite(k: str, t: torch.Tensor, allow_inf: bool = False) -> str | None:
+    if not t.is_floating_point():
+        return None
+    bad = torch.isnan(t) if allow_inf else ~torch.isfinite(t)
+    if not bad.any():
+        return None
+    n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    what = ", ".join(p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if p)
+    return f"{k} ({what}; first at flat index {int(bad.flatten().nonzero()[0])})"
+
+
+def check_tensors(own: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], source: str,
+                  params: set[str] | None = None) -> None:
+    """Dtype kind and finiteness of the file's tensors that the model has (CheckpointError naming file and keys).
+
+    Float widths may differ (the default model ships float16 into float32 modules); integer or bool data never
+    goes into a float tensor and vice versa. ``params``: the keys that are parameters (None: every key); they
+    must be finite. Other keys are buffers, where -inf is legitimate (the additive attention mask
+    ``attn_bias_for_masking``) and only NaN is refused."""
+    bad_dtype = [f"{k}: file {str(sd[k].dtype).replace('torch.', '')} vs model "
+                 f"{str(own[k].dtype).replace('torch.', '')}" for k in own if k in sd and _kind(sd[k]) != _kind(own[k])]
+    if bad_dtype:
+        raise CheckpointError(f"{source}: tensors of the wrong dtype kind ({len(bad_dtype)}): {_listing(bad_dtype)}")
+    non_finite = [m for m in (_non_finite(k, sd[k], allow_inf=params is not None and k not in params)
+                              for k in own if k in sd) if m]
+    if non_finite:
+        raise CheckpointError(f"{source}: non-finite weights in {len(non_finite)} tensor(s): {_listing(non_finite)}")
+
+
 def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError naming the first missing / unexpected keys and shape mismatches."""
+    """Raise CheckpointError naming the first missing / unexpected keys, shape mismatches, tensors of the wrong
+    dtype kind and non-finite values (see ``check_tensors``)."""
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     bad_shape = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in own if k in sd and sd[k].shape != own[k].shape]
     if not (missing or unexpected or bad_shape):
+        check_tensors(own, sd, source, params={k for k, _ in model.named_parameters()})
         return
     msg = [f"{source}: does not match the model"]
     n_file = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})

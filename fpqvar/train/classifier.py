@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fpqvar.eval.digit_net import DigitNet
-from fpqvar.train.data import load_split
+from fpqvar.data.digits import load_split
+from fpqvar.model.digit_net import DigitNet
 from fpqvar.train.loop import LoopConfig, run_loop
 
 

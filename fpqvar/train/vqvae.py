@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fpqvar.data.digits import load_split
 from fpqvar.model import build_vqvae
 from fpqvar.model.zoo import DEFAULT_VAE, VQVAEConfig
-from fpqvar.train.data import load_split
 from fpqvar.train.loop import LoopConfig, run_loop
 
 

@@ -45,7 +45,7 @@ def make_tiny32(seed: int = 0):
 
 
 def random_digit_net(seed: int = 0):
-    from fpqvar.eval.digit_net import DigitNet
+    from fpqvar.model.digit_net import DigitNet
 
     net = DigitNet()
     g = torch.Generator().manual_seed(seed)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fpqvar.eval import metrics as m
-from fpqvar.eval.digit_net import DigitNet
+from fpqvar.model.digit_net import DigitNet
 
 
 def _gauss(rng, mu, var, n):

@@ -70,25 +70,17 @@ def test_changed_float_weights_are_refused_on_resume(tmp_path, tiny_runner, monk
     plan = _plan(tmp_path, ("fp16", "int4-rtn"), figures=False, classes=(0, 1), per_class=2, batch=1)
     out = tmp_path / "out"
     P.run_plan(plan, out, progress=False)
-    (out / "fp16" / "metrics.json").unlink()  # e.g. a run interrupted before the metrics
     monkeypatch.setattr(P._Runner, "fingerprint", lambda self: "other-weights")
-    with pytest.raises(ValueError, match="other settings.*model_id"):
+    # finished folder (metrics.json present) or not: the samples were made from other weights
+    with pytest.raises(ValueError, match=r"fp16.*made from something else \(float weights: 'tiny32-seed0' -> "
+                                         r"'other-weights'\)"):
         P.run_plan(plan, out, progress=False)
-    with pytest.raises(ValueError, match="another float model"):
-        P.run_plan(P.EvalPlan.from_dict({**plan.to_dict(), "recipes": ["int4-rtn"]}), out, progress=False)
-
-
-def test_file_fingerprint(tmp_path, monkeypatch):
-    import hashlib
-
-    p = tmp_path / "w.bin"
-    p.write_bytes(bytes(range(256)) * 40)
-    assert P.file_fingerprint(p) == hashlib.sha256(p.read_bytes()).hexdigest()
-    monkeypatch.setattr(P, "_FULL_HASH_MAX_BYTES", 1000)
-    monkeypatch.setattr(P, "_PARTIAL_BYTES", 100)
-    data = p.read_bytes()
-    want = hashlib.sha256(str(len(data)).encode() + data[:100] + data[-100:]).hexdigest()
-    assert P.file_fingerprint(p) == "partial:" + want
+    (out / "fp16" / "metrics.json").unlink()  # e.g. a run interrupted before the metrics
+    with pytest.raises(ValueError, match="fp16.*float weights"):
+        P.run_plan(plan, out, progress=False)
+    with pytest.raises(ValueError, match=r"quantized.safetensors: made from something else \(float weights"):
+        P.run_plan(P.EvalPlan.from_dict({**plan.to_dict(), "recipes": ["int4-rtn"], "paired": False}), out,
+                   progress=False)
 
 
 @pytest.mark.slow  # ~30 s on a loaded 2-core machine: matplotlib rendering + activation capture
@@ -112,5 +104,16 @@ def test_quantized_file_is_evaluated_as_is(tmp_path, tiny_runner):
     q = save_quantized(var, "fp4-rtn", tmp_path / "my-fp4.safetensors")
     plan = _plan(tmp_path, (), quantized=(str(q),), figures=False)
     table = P.run_plan(plan, tmp_path / "out", progress=False)
-    (row,) = table["rows"]
+    f, row = table["rows"]  # the float model is added: the damage metrics need its samples
+    assert f["method"] == "fp16" and f["is_float_reference"] and f.get("fid_to_float") is None
     assert row["method"] == "my-fp4" and row["recipe"] == "fp4-rtn" and row["bits_w"] == "4"
+    # the damage metrics from their definitions, on the packed sets (pairs = same position)
+    a, _ = load_packed(tmp_path / "out" / "fp16" / PACKED)
+    b, _ = load_packed(tmp_path / "out" / "my-fp4" / PACKED)
+    mse = ((a.astype(float) - b.astype(float)) ** 2).reshape(len(a), -1).mean(axis=1)
+    psnr = np.where(mse == 0, 100.0, 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-300)))
+    np.testing.assert_allclose(row["psnr_to_float_db"], np.minimum(psnr, 100).mean(), rtol=1e-12)
+    assert row["identical_images"] == np.mean(mse == 0)
+    assert 0 <= row["token_agreement"] <= 1 and (row["token_agreement"] == 1) == (row["identical_images"] == 1)
+    lo, hi = row["psnr_to_float_db_ci"]
+    assert lo <= row["psnr_to_float_db"] <= hi

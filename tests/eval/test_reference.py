@@ -4,7 +4,7 @@ import pytest
 from fpqvar.eval import build_reference as B
 from fpqvar.eval import metrics as M
 from fpqvar.eval import reference as R
-from fpqvar.eval.evaluate import digit_features, domain_metrics, evaluate_images
+from fpqvar.eval.evaluate import digit_features, evaluate_images, load_metric_setup, quality_metrics
 from fpqvar.eval.inception import InceptionUnavailable, check_available
 from tests.eval.conftest import random_digit_net, write_domain_assets
 
@@ -23,10 +23,19 @@ def test_domain_reference_roundtrip_and_metrics(tmp_path):
     assert (m["precision"], m["recall"]) == (1.0, 1.0)
     assert m["floor_fid"] == 1.5 and m["num_samples"] == 40
     other = np.random.default_rng(1).integers(0, 128, (30, 32, 32, 3), dtype=np.uint8)
-    m2 = domain_metrics(other, None, ref, net)
+    setup = load_metric_setup(model="default", classifier=cls_path, reference=ref_path)
+    m2 = quality_metrics(setup, other, None)
     feats, logits = digit_features(net, other)
     assert m2["fid"] == pytest.approx(M.frechet_distance(*M.feature_stats(feats), ref.mu, ref.sigma), rel=1e-12)
     assert m2["class_accuracy"] is None
+    # precision / recall as Kynkaanniemi et al. define them (the ADM reading), written here from the definition
+    real = ref.features.astype(np.float64)
+    d_fr = np.linalg.norm(feats[:, None].astype(np.float64) - real[None], axis=2)  # (fake, real)
+    r_real = np.sort(np.linalg.norm(real[:, None] - real[None], axis=2), axis=1)[:, 3]
+    f64 = feats.astype(np.float64)
+    r_fake = np.sort(np.linalg.norm(f64[:, None] - f64[None], axis=2), axis=1)[:, 3]
+    assert m2["precision"] == pytest.approx(float((d_fr <= r_real[None]).any(axis=1).mean()), abs=1e-12)
+    assert m2["recall"] == pytest.approx(float((d_fr.T <= r_fake[None]).any(axis=1).mean()), abs=1e-12)
 
 
 def test_reference_built_with_another_classifier_is_refused(tmp_path):

