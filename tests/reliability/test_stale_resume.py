@@ -24,12 +24,12 @@ def _recipe_file(path, base: str):
 
 
 def test_edited_recipe_json_is_not_resumed(tmp_path):
-    recipe = _recipe_file(tmp_path / "mine.json", "int4-rtn")
+    recipe = _recipe_file(tmp_path / "mine.json", "int4-rtn-strict")
     out = tmp_path / "o"
     code, text = cli(*EVAL_SMALL, "--recipes", recipe, "--out", out, "--json")
     assert code == 0, text
     assert _row(text, "mine")["bits_w"] == "4"
-    _recipe_file(recipe, "int6-rtn")  # int4 -> int6 under the same file name
+    _recipe_file(recipe, "int6-rtn-strict")  # int4 -> int6 under the same file name
     # decision: a cached result made from other inputs is refused, naming what changed (never silently reused,
     # never silently deleted: the folder may hold hours of samples)
     code, text = cli(*EVAL_SMALL, "--recipes", recipe, "--out", out, "--json")
@@ -37,7 +37,7 @@ def test_edited_recipe_json_is_not_resumed(tmp_path):
     (out / "mine" / "metrics.json").unlink()  # the second half of the scenario: no metrics.json either
     code, text = cli(*EVAL_SMALL, "--recipes", recipe, "--out", out, "--json")
     assert_clean_error(code, text, "recipe content")
-    _recipe_file(recipe, "int4-rtn")  # the original content again: resumed, the int4 row
+    _recipe_file(recipe, "int4-rtn-strict")  # the original content again: resumed, the int4 row
     code, text = cli(*EVAL_SMALL, "--recipes", recipe, "--out", out, "--json")
     assert code == 0, text
     assert _row(text, "mine")["bits_w"] == "4"
