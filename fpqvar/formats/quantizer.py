@@ -54,7 +54,7 @@ def _is_asym(fmt: Format) -> bool:
     return isinstance(fmt, IntFormat) and not fmt.symmetric
 
 
-def _static(value, layout: Layout, name: str, device: torch.device) -> torch.Tensor:
+def _static(value, layout: Layout, name: str, device: torch.device, grid_max: float) -> torch.Tensor:
     s = torch.as_tensor(value, dtype=torch.float32, device=device)
     try:
         ok = torch.broadcast_shapes(s.shape, layout.scale_shape) == layout.scale_shape
@@ -67,6 +67,9 @@ def _static(value, layout: Layout, name: str, device: torch.device) -> torch.Ten
         )
     if name == "scale" and bool(((s <= 0) | ~torch.isfinite(s)).any()):
         raise ValueError(f"static scale must be finite and > 0 (shape {tuple(s.shape)})")
+    if name == "scale" and not bool(torch.isfinite(s * grid_max).all()):
+        raise ValueError(f"static scale up to {float(s.max()):.4g} times the grid maximum {grid_max} overflows "
+                         "float32: every dequantized value must be finite")
     return layout.scale_to_work(s)
 
 
@@ -93,9 +96,9 @@ class _Plan:
         self.per_block = scale is None and whole_rows(n, dev)
         self.zp = None
         if scale is not None:
-            self.s = _static(scale, self.layout, "scale", dev)
+            self.s = _static(scale, self.layout, "scale", dev, self.fmt.max_value)
             if self.asym:
-                self.zp = _static(zero_point, self.layout, "zero_point", dev)
+                self.zp = _static(zero_point, self.layout, "zero_point", dev, self.fmt.max_value)
         elif self.per_block:  # filled by rows()
             self.s = torch.empty((rows, 1), dtype=torch.float32, device=dev)
             if self.asym:
@@ -139,10 +142,15 @@ def _round_asym_(t: torch.Tensor, fmt: IntFormat, zp: torch.Tensor, rounding: st
     return t.add_(zp).clamp_(float(fmt.qmin), float(fmt.qmax)).add_(0.0)
 
 
+_F32_MAX = torch.finfo(torch.float32).max
+
+
 def _dequant_(q: torch.Tensor, s: torch.Tensor, zp: torch.Tensor | None) -> torch.Tensor:
     if zp is not None:
-        q.sub_(zp)
-    return q.mul_(s)
+        # the zero point shifts the grid by up to s / 2 past [min, max]: for a range reaching the float32
+        # maximum the end code would dequantize to +-Inf, so saturate there (issue 16 item 5)
+        return q.sub_(zp).mul_(s).clamp_(-_F32_MAX, _F32_MAX)
+    return q.mul_(s)  # finite: fmt.max_value * s is finite for every scale (scales.cap_scale_, _static)
 
 
 def fake_quantize(
