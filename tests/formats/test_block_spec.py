@@ -102,6 +102,16 @@ def test_nvfp4_zero_and_tiny_tensors_are_finite(x):
     assert float((y - x).abs().max()) <= float(x.abs().max())
 
 
+def test_nvfp4_near_zero_tensor_keeps_its_shape():
+    # torchao here: 1 / (amax / 2688) = Inf, every element saturates and zeros come out as -amax / 4
+    x = torch.zeros(1, 16)
+    x[0, :3] = torch.tensor([1e-36, 0.5e-36, 0.2e-36])
+    y = quantize_dequantize(x, "nvfp4")
+    assert torch.equal(y[0, 3:], torch.zeros(13))
+    # E2M1's largest gap is 2 (4 .. 6) in units of S ~ amax / 6: error <= amax / 6, E4M3 rounding of S aside
+    assert float((y - x).abs().max()) <= 1e-36 / 6 * (1 + 1 / 16)
+
+
 def test_nvfp4_two_level_scale_reference():
     # NVIDIA's definition written out in float64 except where float32 rounding is part of it
     x = torch.randn(8, 64, generator=torch.Generator().manual_seed(6)) * 3
