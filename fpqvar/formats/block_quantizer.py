@@ -18,6 +18,7 @@ Per block (``block_scales.py`` has the scale rules and range guards):
   ``x_hat = value(code) * S``.
 
 Element rounding is ``grid.py``'s RNE with saturation to +-max (the sign of zero kept, code ``0b1000...``).
+Outputs narrower than float32 (float16) saturate at their own maximum (``grid.saturate_for_``).
 NaN / Inf policy (as ``grid.py``): block and tensor absmax use finite values only; Inf saturates; NaN
 propagates in ``quantize_dequantize`` and raises ``ValueError`` in ``quantize_codes``. torchao instead lets
 an Inf / NaN spoil its block (scale 2**126 / NaN).
@@ -49,7 +50,7 @@ from fpqvar.formats.block_scales import (
     nvfp4_tensor_scale,
 )
 from fpqvar.formats.blocks import blocks
-from fpqvar.formats.grid import _codes_from_grid, _decode_table, _round_float_
+from fpqvar.formats.grid import _codes_from_grid, _decode_table, _round_float_, saturate_for_
 from fpqvar.formats.packing import pack_int4, pack_int6, unpack_int4, unpack_int6
 from fpqvar.formats.scales import Layout, _row_absmax, resolve_layout
 from fpqvar.formats.spec import get_format
@@ -176,7 +177,7 @@ def quantize_dequantize(
     plan = _Plan(x, fmt, axis, scale_rule, tensor_scale)
     out = torch.empty(plan.xw.shape, dtype=x.dtype, device=x.device)
     for rs, q, s in plan.rows():
-        out[rs] = q.mul_(s)
+        out[rs] = saturate_for_(q.mul_(s), x.dtype)
     return plan.layout.from_work(out).contiguous()
 
 
@@ -201,7 +202,7 @@ def dequantize_codes(q: BlockQuantized) -> torch.Tensor:
     vals = _decode_table(q.fmt.element, codes_w.device)[codes_w.to(torch.int64)]
     if not bool(torch.isfinite(vals).all()):
         raise ValueError(f"{q.fmt.name}: element codes include NaN codes")
-    out = vals * layout.scale_to_work(block_scale_values(q))
+    out = saturate_for_(vals * layout.scale_to_work(block_scale_values(q)), q.dtype)
     return layout.from_work(out).to(q.dtype)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from fpqvar.formats.blocks import blocks, whole_rows
-from fpqvar.formats.grid import _check_rounding, _codes_from_grid, _round_, decode
+from fpqvar.formats.grid import _check_rounding, _codes_from_grid, _round_, decode, saturate_for_
 from fpqvar.formats.scales import Layout, resolve_layout, work_absmax_scale, work_minmax_scale
 from fpqvar.formats.spec import Format, IntFormat, get_format
 
@@ -174,7 +174,7 @@ def fake_quantize(
     for rs, cs, q in plan.rows(out if direct else None):
         q = _dequant_(q, plan.s[rs], None if plan.zp is None else plan.zp[rs])
         if not direct:
-            out[rs, cs] = q
+            out[rs, cs] = saturate_for_(q, x.dtype)
     return plan.layout.from_work(out).contiguous()
 
 
@@ -217,5 +217,5 @@ def dequantize(q: QuantizedTensor) -> torch.Tensor:
     codes_w = layout.to_work(q.codes)
     vals = codes_w.to(torch.float32) if _is_asym(q.fmt) else decode(codes_w, q.fmt)
     zp = None if q.zero_point is None else layout.scale_to_work(q.zero_point)
-    out = _dequant_(vals, layout.scale_to_work(q.scale), zp)
+    out = saturate_for_(_dequant_(vals, layout.scale_to_work(q.scale), zp), q.dtype)
     return layout.from_work(out).to(q.dtype)

@@ -216,3 +216,13 @@ def test_non_finite_policy():
         top = float(BLOCK_FORMATS[name].element.max_value * s)  # in float32, as dequantization computes it
         assert float(y[0, 3]) == top and float(y[0, 4]) == -top
         assert float((y[fin] - x[fin]).abs().max()) < 0.5 * float(x[fin].abs().max())
+
+
+@pytest.mark.parametrize("case", _CASES)
+def test_float16_input_at_its_maximum_stays_finite(case):
+    # ceil-like rules and NVFP4's rounded block scale may put a grid point above 65504: it saturates there
+    name, rule = case
+    x = torch.tensor([[65504.0, -65504.0, 1.0, 0.0] * 8], dtype=torch.float16)
+    y = quantize_dequantize(x, name, scale_rule=rule)
+    assert y.dtype == torch.float16 and torch.isfinite(y).all()
+    assert torch.equal(dequantize_codes(quantize_codes(x, name, scale_rule=rule)), y)

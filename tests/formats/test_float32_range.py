@@ -129,3 +129,18 @@ def test_dfq_whole_float32_range_is_finite(x, variant):
     assert torch.isfinite(y).all()
     q = dfq_quantize(xt, variant=variant, group_size=128)
     assert torch.isfinite(q.scale_neg).all() and torch.isfinite(q.scale_pos).all()
+
+
+F16_MAX = 65504.0
+wide16 = st.one_of(st.floats(-F16_MAX, F16_MAX, width=16), st.sampled_from([F16_MAX, -F16_MAX, 6e-8, 0.0]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(x=hnp.arrays(np.float16, st.tuples(st.integers(1, 3), st.just(8)), elements=wide16),
+       name=st.sampled_from(NAMES), group=st.sampled_from([None, 4]))
+def test_float16_range_stays_finite(x, name, group):
+    # values are computed in float32 and cast: a grid point above the float16 maximum saturates there
+    xt = torch.from_numpy(x)
+    y = fake_quantize(xt, name, group_size=group)
+    assert y.dtype == torch.float16 and torch.isfinite(y).all()
+    assert torch.equal(dequantize(quantize(xt, name, group_size=group)), y)
