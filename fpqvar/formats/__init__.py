@@ -7,16 +7,30 @@
 - ``quantizer``: ``fake_quantize``, ``quantize`` / ``dequantize`` (codes + scales);
 - ``dfq``: dual-format quantization (FP4: E1M2 negatives / E2M1 positives; FP6: INT -32..0 / E2M3);
 - ``packing``: 4-bit and 6-bit code packing;
+- ``block_formats`` / ``block_scales`` / ``block_quantizer``: OCP MX (``mxfp4``, ``mxfp6_e2m3``, ``mxfp6_e3m2``,
+  ``mxfp8_e4m3``) and NVIDIA ``nvfp4``: ``quantize_codes`` / ``dequantize_codes`` / ``quantize_dequantize``,
+  ``pack_block`` / ``unpack_block``, ``bits_per_value`` (docs/formats.md);
 - ``report``: value tables and per-format error on a seeded random tensor (CLI / demo).
 """
 
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from fpqvar.formats.block_formats import (
+    BLOCK_FORMATS,
+    MX_SCALE_RULES,
+    BlockFormat,
+    bits_per_value,
+    block_format_names,
+    get_block_format,
+)
 from fpqvar.formats.spec import FORMATS, FloatFormat, Format, IntFormat, format_names, get_format
 
 # Torch-based modules load on first use, so that numpy-only users (fpqvar.hw.datapath) import fast.
 _LAZY = {
+    **dict.fromkeys(["BlockQuantized", "block_scale_values", "dequantize_codes", "pack_block", "quantize_codes",
+                     "quantize_dequantize", "unpack_block"], "block_quantizer"),
+    **dict.fromkeys(["nvfp4_tensor_scale"], "block_scales"),
     **dict.fromkeys(["DFQ_VARIANTS", "DFQTensor", "dfq_dequantize", "dfq_fake_quantize", "dfq_quantize"], "dfq"),
     **dict.fromkeys(["ROUNDINGS", "decode", "encode", "grid_step", "round_to_grid"], "grid"),
     **dict.fromkeys(["pack_int4", "pack_int6", "unpack_int4", "unpack_int6"], "packing"),
@@ -27,6 +41,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from fpqvar.formats.block_quantizer import (  # noqa
+        BlockQuantized, block_scale_values, dequantize_codes, pack_block, quantize_codes, quantize_dequantize,
+        unpack_block)
+    from fpqvar.formats.block_scales import nvfp4_tensor_scale  # noqa
     from fpqvar.formats.dfq import DFQ_VARIANTS, DFQTensor, dfq_dequantize, dfq_fake_quantize, dfq_quantize  # noqa
     from fpqvar.formats.grid import ROUNDINGS, decode, encode, grid_step, round_to_grid  # noqa
     from fpqvar.formats.packing import pack_int4, pack_int6, unpack_int4, unpack_int6  # noqa
@@ -45,6 +63,20 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BLOCK_FORMATS",
+    "BlockFormat",
+    "BlockQuantized",
+    "MX_SCALE_RULES",
+    "bits_per_value",
+    "block_format_names",
+    "block_scale_values",
+    "dequantize_codes",
+    "get_block_format",
+    "nvfp4_tensor_scale",
+    "pack_block",
+    "quantize_codes",
+    "quantize_dequantize",
+    "unpack_block",
     "DEFAULT_GROUP_SIZE",
     "DFQTensor",
     "DFQ_VARIANTS",

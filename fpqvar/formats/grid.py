@@ -105,6 +105,16 @@ def _round_(t: torch.Tensor, fmt: Format, rounding: str, sign_src: torch.Tensor)
     return _round_int_(t, fmt, rounding)
 
 
+def saturate_for_(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Clamp float32 ``t`` in place to the finite range of ``dtype`` before a cast to it (NaN stays NaN).
+
+    Dequantized values are computed in float32; for a float16 output a grid point above 65504 (a rounded-up
+    scale, a zero point shifting the grid) would otherwise cast to Inf. No-op for float32 / float64 outputs.
+    """
+    m = torch.finfo(dtype).max
+    return t if m >= torch.finfo(torch.float32).max else t.clamp_(-m, m)
+
+
 def round_to_grid(x_norm: torch.Tensor, fmt: str | Format, rounding: str = "rne") -> torch.Tensor:
     """Nearest grid value of ``x_norm`` (already divided by its scale), float32, saturating to +-max."""
     fmt = get_format(fmt)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from fpqvar.formats.blocks import blocks, whole_rows
-from fpqvar.formats.grid import _check_rounding, _codes_from_grid, _round_, decode
+from fpqvar.formats.grid import _check_rounding, _codes_from_grid, _round_, decode, saturate_for_
 from fpqvar.formats.scales import Layout, resolve_layout, work_absmax_scale, work_minmax_scale
 from fpqvar.formats.spec import Format, IntFormat, get_format
 
@@ -54,7 +54,7 @@ def _is_asym(fmt: Format) -> bool:
     return isinstance(fmt, IntFormat) and not fmt.symmetric
 
 
-def _static(value, layout: Layout, name: str, device: torch.device) -> torch.Tensor:
+def _static(value, layout: Layout, name: str, device: torch.device, grid_max: float) -> torch.Tensor:
     s = torch.as_tensor(value, dtype=torch.float32, device=device)
     try:
         ok = torch.broadcast_shapes(s.shape, layout.scale_shape) == layout.scale_shape
@@ -67,6 +67,9 @@ def _static(value, layout: Layout, name: str, device: torch.device) -> torch.Ten
         )
     if name == "scale" and bool(((s <= 0) | ~torch.isfinite(s)).any()):
         raise ValueError(f"static scale must be finite and > 0 (shape {tuple(s.shape)})")
+    if name == "scale" and not bool(torch.isfinite(s * grid_max).all()):
+        raise ValueError(f"static scale up to {float(s.max()):.4g} times the grid maximum {grid_max} overflows "
+                         "float32: every dequantized value must be finite")
     return layout.scale_to_work(s)
 
 
@@ -93,9 +96,9 @@ class _Plan:
         self.per_block = scale is None and whole_rows(n, dev)
         self.zp = None
         if scale is not None:
-            self.s = _static(scale, self.layout, "scale", dev)
+            self.s = _static(scale, self.layout, "scale", dev, self.fmt.max_value)
             if self.asym:
-                self.zp = _static(zero_point, self.layout, "zero_point", dev)
+                self.zp = _static(zero_point, self.layout, "zero_point", dev, self.fmt.max_value)
         elif self.per_block:  # filled by rows()
             self.s = torch.empty((rows, 1), dtype=torch.float32, device=dev)
             if self.asym:
@@ -139,10 +142,15 @@ def _round_asym_(t: torch.Tensor, fmt: IntFormat, zp: torch.Tensor, rounding: st
     return t.add_(zp).clamp_(float(fmt.qmin), float(fmt.qmax)).add_(0.0)
 
 
+_F32_MAX = torch.finfo(torch.float32).max
+
+
 def _dequant_(q: torch.Tensor, s: torch.Tensor, zp: torch.Tensor | None) -> torch.Tensor:
     if zp is not None:
-        q.sub_(zp)
-    return q.mul_(s)
+        # the zero point shifts the grid by up to s / 2 past [min, max]: for a range reaching the float32
+        # maximum the end code would dequantize to +-Inf, so saturate there (issue 16 item 5)
+        return q.sub_(zp).mul_(s).clamp_(-_F32_MAX, _F32_MAX)
+    return q.mul_(s)  # finite: fmt.max_value * s is finite for every scale (scales.cap_scale_, _static)
 
 
 def fake_quantize(
@@ -166,7 +174,7 @@ def fake_quantize(
     for rs, cs, q in plan.rows(out if direct else None):
         q = _dequant_(q, plan.s[rs], None if plan.zp is None else plan.zp[rs])
         if not direct:
-            out[rs, cs] = q
+            out[rs, cs] = saturate_for_(q, x.dtype)
     return plan.layout.from_work(out).contiguous()
 
 
@@ -209,5 +217,5 @@ def dequantize(q: QuantizedTensor) -> torch.Tensor:
     codes_w = layout.to_work(q.codes)
     vals = codes_w.to(torch.float32) if _is_asym(q.fmt) else decode(codes_w, q.fmt)
     zp = None if q.zero_point is None else layout.scale_to_work(q.zero_point)
-    out = _dequant_(vals, layout.scale_to_work(q.scale), zp)
+    out = saturate_for_(_dequant_(vals, layout.scale_to_work(q.scale), zp), q.dtype)
     return layout.from_work(out).to(q.dtype)

@@ -44,6 +44,7 @@ __all__ = [
     "absmax_scale",
     "minmax_scale_zero_point",
     "guard_scale",
+    "cap_scale_",
     "pow2_scale",
     "row_minmax",
 ]
@@ -190,10 +191,23 @@ def pow2_scale(r: torch.Tensor, grid_max: float | None = None) -> torch.Tensor:
     return torch.where(r == 0, torch.ones_like(r), s)
 
 
+def cap_scale_(s: torch.Tensor, grid_max: float) -> torch.Tensor:
+    """Step a scale one float32 ulp down where ``grid_max * s`` overflows, in place (issue 16 item 5).
+
+    ``s = amax / grid_max`` rounds up by at most half an ulp, so for ``amax`` within ~2**-24 of the float32
+    maximum the largest dequantized value ``grid_max * s`` would round to Inf. One ulp down makes the exact
+    product ``<= amax``, hence finite; inputs then saturate by at most one ulp of ``s`` per grid unit.
+    """
+    over = torch.isinf(s * grid_max) & torch.isfinite(s)
+    if bool(over.any()):
+        s.copy_(torch.where(over, torch.nextafter(s, torch.zeros_like(s)), s))
+    return s
+
+
 def work_absmax_scale(xw: torch.Tensor, fmt: Format, power_of_two_scale: bool = False) -> torch.Tensor:
-    """Absmax scale per row of a float32 work view: ``(rows, 1)``."""
+    """Absmax scale per row of a float32 work view: ``(rows, 1)``; ``fmt.max_value * s`` is always finite."""
     r = _row_absmax(xw).div_(fmt.max_value)
-    return pow2_scale(r, fmt.max_value) if power_of_two_scale else guard_scale(r)
+    return pow2_scale(r, fmt.max_value) if power_of_two_scale else cap_scale_(guard_scale(r), fmt.max_value)
 
 
 def work_minmax_scale(xw: torch.Tensor, fmt: IntFormat) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,10 +216,14 @@ def work_minmax_scale(xw: torch.Tensor, fmt: IntFormat) -> tuple[torch.Tensor, t
     ``s = (max - min) / (qmax - qmin)``, ``zp = qmin - round(min / s)`` (RNE): ``min`` maps to ``qmin``;
     ``q = clamp(round(x / s) + zp, qmin, qmax)``, ``x_hat = (q - zp) * s``. A constant row (max == min) uses
     ``s = |min| / qmax`` (or 1 for an all-zero row) so that its value is still represented.
+    Where ``max - min`` overflows float32 (``[2e38, -2e38]``) the scale is ``max / span - min / span`` (each
+    half finite) instead of Inf, which gave all-NaN (issue 16 item 5); elsewhere the formula is unchanged.
     """
     mn, mx = row_minmax(xw)
     span = float(fmt.qmax - fmt.qmin)
     s = (mx - mn) / span
+    if not bool(torch.isfinite(s).all()):
+        s = torch.where(torch.isfinite(s), s, mx / span - mn / span)
     s = torch.where(s == 0, mn.abs() / float(fmt.qmax), s)
     s = guard_scale(s)
     zp = float(fmt.qmin) - torch.round(mn / s)
