@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from fpqvar import kernels
+from fpqvar.quant import kernels_gemm  # noqa: F401  (registers the int_gemm operations with the selector)
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.spec import QuantSpec
 from fpqvar.transforms.hadamard import OnlineRotation, block_hadamard_matrix

@@ -25,6 +25,7 @@ import time
 import torch
 
 from fpqvar import kernels
+from fpqvar.quant import kernels_gemm  # noqa: F401  (registers the int_gemm operations with the selector)
 from fpqvar.model import build_var, build_vqvae, get_model_spec
 from fpqvar.model.sampling import sample_tokens
 from fpqvar.model.zoo import VARConfig, VQVAEConfig

@@ -339,3 +339,34 @@ def test_format_search_joint_output_mse_matches_a_brute_force():
         errs[(wf, af)] = float((yq - y).double().pow(2).mean())
     best = min(errs, key=errs.get)
     assert (st.wspec.fmt, st.aspec.fmt) == best, errs
+
+
+# ---------------------------------------------------------------- killed mutants (tools/mutation.py, rotation.py)
+@pytest.mark.parametrize("block", [0, -4, 3, 6, 96])
+def test_ght_block_must_be_a_power_of_two(block):
+    from fpqvar.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"power of two, got {block}"):
+        GHT(block=block)
+    assert GHT(block=1).block == 1 and GHT(block=64).block == 64  # 1 = the identity rotation
+
+
+@pytest.mark.parametrize("kind", ["ght", "hadamard"])
+def test_rotation_seed_label_and_report_stage(kind, calib):
+    """The step's seed reaches the rotation (Q differs between seeds and equals the reference matrix), the report
+    names the rotation, and the SQNR rows carry the step's stage."""
+    from fpqvar.transforms.hadamard import block_hadamard_matrix, random_hadamard
+
+    qs = {}
+    for seed in (42, 7):
+        _, var = make_small()
+        step = GHT(seed=seed) if kind == "ght" else FullHadamard(seed=seed)
+        rep = quantize_(var, Recipe("r", (Rule("blocks.*.attn.mat_qkv", QuantSpec("e2m1"), QuantSpec("e2m1")),),
+                                    (dataclasses.replace(step, sites=("blocks.*.attn.mat_qkv",)),)),
+                        calib, progress=False)
+        qs[seed] = var.blocks[0].attn.mat_qkv.rotation.Q_bb.clone()
+        want = block_hadamard_matrix(128, seed) if kind == "ght" else random_hadamard(256, seed)
+        torch.testing.assert_close(qs[seed], want.to(qs[seed].dtype), rtol=0, atol=0)
+        assert rep.layers["blocks.0.attn.mat_qkv"]["rotation"] == ("ght128" if kind == "ght" else "full256")
+        assert {r["stage"] for r in rep.sqnr} >= {"rtn", "rotation", "final"}
+    assert not torch.equal(qs[42], qs[7])
