@@ -36,9 +36,11 @@ from _isa import header, run_modes  # noqa: E402
 
 
 def _w4a4_runtime_recipe() -> Recipe:
-    d = get_recipe("fpqvar-w4a4").to_dict()
-    d.update(name="fpqvar-w4a4-runtime", galt=None, description="fpqvar-w4a4's run-time layers (no GALT)")
-    return Recipe.from_dict(d)
+    import dataclasses
+
+    r = get_recipe("fpqvar-w4a4")
+    return dataclasses.replace(r, name="fpqvar-w4a4-runtime", description="fpqvar-w4a4's run-time layers (no GALT)",
+                               transforms=tuple(t for t in r.transforms if t.KIND != "galt"))
 
 
 def _default_model():

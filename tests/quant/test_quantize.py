@@ -223,6 +223,9 @@ def test_galt_fused_into_adaln(calib):
     w, w0 = var.blocks[0].ada_lin[1].weight, ref.blocks[0].ada_lin[1].weight
     assert torch.equal(w[:2 * C], w0[:2 * C]) and not torch.equal(w[2 * C:3 * C], w0[2 * C:3 * C])
     assert all(r["num_steps"] == 2 for r in rep.galt.values())
+    # the step's time is counted once: the per-layer times add up to it, and it is part of the total
+    t = rep.timings_s
+    assert sum(r["time_s"] for r in rep.galt.values()) <= t["galt_s"] <= t["quantize_total_s"]
 
 
 def test_galt_default_lr_follows_the_model():
