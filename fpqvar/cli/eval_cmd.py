@@ -20,6 +20,7 @@ from fpqvar.cli.common import (
     print_json,
 )
 from fpqvar.model.zoo import MODELS
+from fpqvar.quant.recipes import recipe_names
 
 _EVAL_HELP = """Evaluate a model (float or quantized) on the class-balanced protocol.
 
@@ -38,7 +39,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         ckpt: Optional[Path] = typer.Option(None, help="VAR checkpoint (official models)"),
         vae: Optional[Path] = typer.Option(None, help="VQVAE checkpoint (official models)"),
         recipe: Optional[str] = typer.Option(None, help="one recipe name or recipe JSON (default: fp16 = float)"),
-        recipes: Optional[str] = typer.Option(None, help="comma-separated recipes, e.g. fp16,int4-rtn,fpqvar-w4a4"),
+        recipes: Optional[str] = typer.Option(None, help="comma-separated recipes, e.g. fp16,int4-rtn,fpqvar-w4a4; "
+                                               "'all' = every named recipe (fpqvar quantize --list-recipes)"),
         quantized: Optional[list[Path]] = typer.Option(None, help="packed quantized file(s) to evaluate"),
         per_class: int = typer.Option(50, help="images per class (ImageNet protocol: 50)"),
         classes: Optional[str] = typer.Option(None, help="class ids, as in `fpqvar sample`: 3 (class 3), 0-9, or "
@@ -69,6 +71,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         if recipe is not None and recipes is not None:
             fail("give --recipe or --recipes, not both")
         model = choose(model, MODELS, "--model")
+        if recipes is not None and recipes.strip() == "all":
+            recipes = ",".join(recipe_names())
         names = tuple(choose_recipe(r.strip()) for r in (recipes or recipe or "").split(",") if r.strip())
         if not names and not quantized:
             names = ("fp16",)
