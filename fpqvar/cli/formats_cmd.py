@@ -16,15 +16,19 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Seed of the random tensor for --errors."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ) -> None:
-        """Print each number format's full value table (code, bits, value)."""
-        from fpqvar.formats import FORMATS
-        from fpqvar.formats.report import format_error_table, format_summary, value_table
+        """Print each number format's full value table (code, bits, value), then the block-scaled formats
+        (MX / NVFP4: element, block, scale types, bits per value)."""
+        from fpqvar.formats import BLOCK_FORMATS, FORMATS
+        from fpqvar.formats.report import block_format_summary, format_error_table, format_summary, value_table
 
-        names = list(name) if name else list(FORMATS)
-        unknown = [n for n in names if n not in FORMATS]
+        names = list(name) if name else list(FORMATS) + list(BLOCK_FORMATS)
+        unknown = [n for n in names if n not in FORMATS and n not in BLOCK_FORMATS]
         if unknown:
-            fail(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
-        out = {"formats": [{**format_summary(n), "codes": value_table(n)} for n in names]}
+            fail(f"unknown format(s) {', '.join(unknown)}; known: {', '.join([*FORMATS, *BLOCK_FORMATS])}")
+        out = {"formats": [{**format_summary(n), "codes": value_table(n)} for n in names if n in FORMATS]}
+        blocks = [block_format_summary(n) for n in names if n in BLOCK_FORMATS]
+        if blocks:
+            out["block_formats"] = blocks
         if errors:
             out["errors"] = format_error_table(seed=seed)
         if as_json:
@@ -36,6 +40,14 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             typer.echo(f"  {'code':>4}  {'bits':>8}  value")
             for r in f["codes"]:
                 typer.echo(f"  {r['code']:>4}  {r['bits']:>8}  {r['value']}")
+            typer.echo("")
+        if blocks:
+            typer.echo("block-scaled formats (docs/formats.md; element codes: the element format's table):")
+            typer.echo(f"  {'format':<11} {'element':<7} {'block':>5} {'block scale':<11} {'tensor scale':<12} "
+                       f"{'bits/value':>10}")
+            for b in blocks:
+                typer.echo(f"  {b['name']:<11} {b['element']:<7} {b['block_size']:>5} {b['block_scale']:<11} "
+                           f"{b['tensor_scale'] or '-':<12} {b['bits_per_value']:>10g}")
             typer.echo("")
         if errors:
             typer.echo(f"quantization error (seed {seed}; RNE; absmax scales):")

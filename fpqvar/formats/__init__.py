@@ -10,6 +10,7 @@
 - ``block_formats`` / ``block_scales`` / ``block_quantizer``: OCP MX (``mxfp4``, ``mxfp6_e2m3``, ``mxfp6_e3m2``,
   ``mxfp8_e4m3``) and NVIDIA ``nvfp4``: ``quantize_codes`` / ``dequantize_codes`` / ``quantize_dequantize``,
   ``pack_block`` / ``unpack_block``, ``bits_per_value`` (docs/formats.md);
+- ``block_dfq``: DFQ-FP4 with MXFP4 / NVFP4 block scales per side (``block_dfq_fake_quantize``);
 - ``report``: value tables and per-format error on a seeded random tensor (CLI / demo).
 """
 
@@ -31,6 +32,7 @@ _LAZY = {
     **dict.fromkeys(["BlockQuantized", "block_scale_values", "dequantize_codes", "pack_block", "quantize_codes",
                      "quantize_dequantize", "unpack_block"], "block_quantizer"),
     **dict.fromkeys(["nvfp4_tensor_scale"], "block_scales"),
+    **dict.fromkeys(["BLOCK_DFQ_FORMATS", "block_dfq_fake_quantize"], "block_dfq"),
     **dict.fromkeys(["DFQ_VARIANTS", "DFQTensor", "dfq_dequantize", "dfq_fake_quantize", "dfq_quantize"], "dfq"),
     **dict.fromkeys(["ROUNDINGS", "decode", "encode", "grid_step", "round_to_grid"], "grid"),
     **dict.fromkeys(["pack_int4", "pack_int6", "unpack_int4", "unpack_int6"], "packing"),
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
         BlockQuantized, block_scale_values, dequantize_codes, pack_block, quantize_codes, quantize_dequantize,
         unpack_block)
     from fpqvar.formats.block_scales import nvfp4_tensor_scale  # noqa
+    from fpqvar.formats.block_dfq import BLOCK_DFQ_FORMATS, block_dfq_fake_quantize  # noqa
     from fpqvar.formats.dfq import DFQ_VARIANTS, DFQTensor, dfq_dequantize, dfq_fake_quantize, dfq_quantize  # noqa
     from fpqvar.formats.grid import ROUNDINGS, decode, encode, grid_step, round_to_grid  # noqa
     from fpqvar.formats.packing import pack_int4, pack_int6, unpack_int4, unpack_int6  # noqa
@@ -63,11 +66,13 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BLOCK_DFQ_FORMATS",
     "BLOCK_FORMATS",
     "BlockFormat",
     "BlockQuantized",
     "MX_SCALE_RULES",
     "bits_per_value",
+    "block_dfq_fake_quantize",
     "block_format_names",
     "block_scale_values",
     "dequantize_codes",

@@ -37,7 +37,6 @@ _F32_MANT_BITS = 23
 _E4M3 = get_format("e4m3")
 _E4M3_MIN_NORMAL = 2.0**-6
 NVFP4_TENSOR_SCALE_RANGE = (2.0**-120, 2.0**116)
-_NVFP4_AMAX_TO_SCALE = 448.0 * 6.0  # E4M3 max * E2M1 max
 
 
 def _check_rule(rule: str) -> None:
@@ -78,13 +77,16 @@ def e8m0_to_float(e: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(torch.ones(e.shape, dtype=torch.float32, device=e.device), e.to(torch.int32))
 
 
-def nvfp4_tensor_scale(amax: torch.Tensor | float) -> torch.Tensor:
-    """float32 0-d NVFP4 tensor scale ``amax / (448 * 6)``, clamped to ``NVFP4_TENSOR_SCALE_RANGE``."""
+def nvfp4_tensor_scale(amax: torch.Tensor | float, elem_max: float = 6.0) -> torch.Tensor:
+    """float32 0-d NVFP4 tensor scale ``amax / (448 * elem_max)``, clamped to ``NVFP4_TENSOR_SCALE_RANGE``.
+
+    ``elem_max``: the element format's largest value (E2M1: 6; the E1M2 side of block DFQ passes 1.75).
+    """
     a = torch.as_tensor(amax, dtype=torch.float32)
     if a.numel() != 1 or not bool(torch.isfinite(a).all()) or float(a) < 0:
         raise ValueError(f"NVFP4 tensor amax must be one finite value >= 0, got {amax!r}")
     lo, hi = NVFP4_TENSOR_SCALE_RANGE
-    return (a.reshape(()) / _NVFP4_AMAX_TO_SCALE).clamp(lo, hi)
+    return (a.reshape(()) / (_E4M3.max_value * elem_max)).clamp(lo, hi)  # 448 * 6 = 2688 for E2M1
 
 
 def check_nvfp4_tensor_scale(ts: torch.Tensor | float, device: torch.device) -> torch.Tensor:
@@ -97,9 +99,10 @@ def check_nvfp4_tensor_scale(ts: torch.Tensor | float, device: torch.device) -> 
     return t.reshape(())
 
 
-def nvfp4_block_scale(amax: torch.Tensor, tensor_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E4M3 block scale values as float32, their uint8 codes) for block absmax ``amax``."""
-    elem_max = 6.0  # E2M1
+def nvfp4_block_scale(amax: torch.Tensor, tensor_scale: torch.Tensor,
+                      elem_max: float = 6.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E4M3 block scale values as float32, their uint8 codes) for block absmax ``amax``; ``elem_max`` the
+    element's largest value (E2M1: 6)."""
     sb = (amax.to(torch.float32) / elem_max / tensor_scale).clamp_(_E4M3_MIN_NORMAL, _E4M3.max_value)
     sb = _round_float_(sb, _E4M3, "rne", sb)
     return sb, _codes_from_grid(sb, _E4M3)

@@ -14,7 +14,7 @@ from fpqvar.formats.grid import decode
 from fpqvar.formats.quantizer import fake_quantize
 from fpqvar.formats.spec import FORMATS, FloatFormat, Format, get_format
 
-__all__ = ["format_summary", "value_table", "format_error_table", "sqnr_db"]
+__all__ = ["format_summary", "block_format_summary", "value_table", "format_error_table", "sqnr_db"]
 
 
 def _json_float(v: float) -> float | str:
@@ -37,6 +37,17 @@ def format_summary(fmt: str | Format) -> dict:
     d["max_value"] = f.max_value
     d["num_values"] = int(len(f.grid))  # distinct finite values quantization can produce
     return d
+
+
+def block_format_summary(name: str) -> dict:
+    """Definition of one block-scaled format (MX / NVFP4, ``block_formats.py``); its element codes are the
+    element format's value table."""
+    from fpqvar.formats.block_formats import bits_per_value, get_block_format
+
+    b = get_block_format(name)
+    return {"name": b.name, "kind": "block", "element": b.element.name, "block_size": b.block_size,
+            "block_scale": b.scale_kind, "tensor_scale": "float32" if b.tensor_scale else None,
+            "bits_per_value": bits_per_value(b)}
 
 
 def value_table(fmt: str | Format) -> list[dict]:

@@ -7,7 +7,10 @@ File layout (format version 2):
   codes one per byte; plus ``<name>.weight_scale`` and, for asymmetric INT, ``<name>.weight_zero_point``; static
   activation scales ``<name>.act_scale``; ``<name>.input_lambda`` (the GALT / SmoothQuant lambda, for
   inspection: it is already fused into the modulation; where there is none it is multiplied online:
-  ``input_scale.lam_C``). Quantization state is stored losslessly.
+  ``input_scale.lam_C``). Quantization state is stored losslessly. Block formats (MX / NVFP4) are stored in
+  torchao's layout instead (``block_storage.py``: scale bytes as the format stores them, NVFP4's float32
+  ``<name>.weight_tensor_scale``), and the layer's header entry says so (``packing`` ``"torchao:<fmt>"``,
+  ``storage``).
 - every other tensor of the model's state_dict in ``float_dtype``: ``"auto"`` (default) stores each tensor in the
   narrowest of float16 / bfloat16 / float32 that holds it exactly (the shipped fp16 model's untouched parameters
   go back to fp16; an ada_lin with GALT's lambda fused in stays float32), so loading gives exactly the in-memory
@@ -39,6 +42,7 @@ import torch.nn as nn
 from fpqvar.formats import pack_int4, pack_int6, unpack_int4, unpack_int6
 from fpqvar.io_utils import atomic_save_safetensors
 from fpqvar.model.zoo import MODELS
+from fpqvar.quant.block_storage import pack_block_layer
 from fpqvar.quant.operands import operand_specs
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.recipes import Recipe, load_recipe
@@ -49,7 +53,8 @@ FORMAT_VERSION = 2
 FLOAT_DTYPES = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # buffers the float model builds from its config (var.py): never stored
 DERIVED_BUFFERS = ("attn_bias_for_masking", "lvl_1L", "zero_k_bias")
-_QUANT_STATE = ("weight_codes", "weight_scale", "weight_zero_point", "act_scale", "input_lambda", "lam_C")
+_QUANT_STATE = ("weight_codes", "weight_scale", "weight_zero_point", "weight_tensor_scale", "act_scale", "input_lambda",
+                "lam_C")
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FLOAT_DTYPES", "QuantFileError", "save_quantized",
            "read_header", "size_summary"]
@@ -115,7 +120,8 @@ def size_summary(sd: dict[str, torch.Tensor], layers: dict) -> dict:
             continue
         n_w += info["out_features"] * info["in_features"]
         q_bytes += sum(sd[k].numel() * sd[k].element_size() for k in
-                       (f"{name}.weight_codes", f"{name}.weight_scale", f"{name}.weight_zero_point") if k in sd)
+                       (f"{name}.weight_codes", f"{name}.weight_scale", f"{name}.weight_zero_point",
+                        f"{name}.weight_tensor_scale") if k in sd)
     float_params = sum(t.numel() for k, t in sd.items() if t.is_floating_point() and
                        not any(k.endswith("." + s) for s in _QUANT_STATE))
     return {"file_tensor_bytes": total, "quantized_weights": n_w,
@@ -138,7 +144,9 @@ def save_quantized(model: nn.Module, recipe: Recipe | str, path: str | os.PathLi
         info = {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None,
                 "weight": None if m.weight_spec is None else m.weight_spec.to_dict(),
                 "act": None if m.act_spec is None else m.act_spec.to_dict(), "packing": None, "rotation": None}
-        if m.weight_spec is not None:
+        if m.weight_spec is not None and m.weight_spec.block is not None:
+            info["packing"], info["storage"] = pack_block_layer(sd, name, m)
+        elif m.weight_spec is not None:
             info["packing"] = _packing(m.weight_spec.bits)
             key = f"{name}.weight_codes"
             sd[key] = _pack(sd[key].contiguous(), info["packing"])
@@ -154,7 +162,7 @@ def save_quantized(model: nn.Module, recipe: Recipe | str, path: str | os.PathLi
         layers[name] = info
     target = FLOAT_DTYPES[float_dtype]
     for k, t in sd.items():
-        if not t.is_floating_point():
+        if not t.is_floating_point() or k.endswith(".weight_tensor_scale"):  # NVFP4's tensor scale stays float32
             continue
         quant_state = any(k.endswith("." + s) for s in _QUANT_STATE)
         sd[k] = _narrowest(t) if (target is None or quant_state) else t.to(target)

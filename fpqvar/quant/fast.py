@@ -88,6 +88,8 @@ def unsupported_reason(q) -> str | None:
     ws, as_ = q.weight_spec, q.act_spec
     if ws is None or as_ is None:
         return "float weights or activations (nothing to gain: the reference path is a float linear)"
+    if ws.block is not None or as_.block is not None:
+        return "block-scaled formats (MX / NVFP4) have no fast path here"
     if K.int_grid(ws.fmt) is None or ws.asymmetric:
         return f"weight format {ws.fmt!r} has no symmetric int8 grid"
     if ws.granularity == "token":

@@ -28,6 +28,7 @@ from fpqvar.model.checkpoints import CheckpointError, check_state_dict, load_vqv
 from fpqvar.model.default import default_paths
 from fpqvar.model.sites import model_sites
 from fpqvar.model.zoo import VARConfig, VQVAEConfig, get_model_spec
+from fpqvar.quant.block_storage import is_block_packing, unpack_block_layer
 from fpqvar.quant.export import DERIVED_BUFFERS, QuantFileError, _packed_shape, _recipe_rotation, _unpack, read_header
 from fpqvar.quant.operands import install_operand_quantizers
 from fpqvar.quant.qlinear import QuantLinear
@@ -176,6 +177,8 @@ def _check_tensors(path: Path, sd: dict, own: dict, layers: dict, derived: set) 
             raise QuantFileError(f"{path}: key {k!r} has {n} non-finite values (NaN / Inf)")
     for name, info in layers.items():
         for suffix in ("weight_scale", "act_scale"):
+            if suffix == "weight_scale" and is_block_packing(info.get("packing")):
+                continue  # scale bytes, checked by block_storage.unpack_block_layer
             s = sd.get(f"{name}.{suffix}")
             if s is not None and not bool((s > 0).all()):
                 raise QuantFileError(f"{path}: key {name}.{suffix!s} has scales <= 0 (min {float(s.min())!r}); "
@@ -233,6 +236,10 @@ def load_quantized(path: str | os.PathLike, *, model: nn.Module | None = None, d
     own = var.state_dict()
     for name, info in layers.items():
         if info["weight"] is None:
+            continue
+        spec = _spec(info["weight"], path, f"layer {name!r} weight")
+        if spec.block is not None or is_block_packing(info.get("packing")):  # MX / NVFP4: torchao's layout
+            unpack_block_layer(path, sd, name, info, spec)
             continue
         key = f"{name}.weight_codes"
         if key not in sd:

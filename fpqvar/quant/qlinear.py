@@ -5,7 +5,9 @@ per element, unpacked), the float32 scales (``weight_scale``, public layout of `
 asymmetric INT formats, ``weight_zero_point``; ``weight`` is the dequantized float copy the reference path
 multiplies with (a non-persistent buffer: it is derived from the codes, so the state_dict holds only codes and
 scales). Activations are fake-quantized in the forward, dynamically (absmax per token / group) or with static
-calibrated scales (``act_scale``). The forward, top to bottom:
+calibrated scales (``act_scale``). Block formats (MX / NVFP4) keep codes, scale BYTES as the format stores them
+(uint8 ``weight_scale``) and NVFP4's float32 ``weight_tensor_scale`` (``block_linear.py``). The forward, top to
+bottom:
 
     x -> [x * lam, only for shared AdaLN] -> [rotation: x @ blockdiag(Q), online GHT / full Hadamard]
       -> [act quantization or DFQ] -> x @ W^T + b
@@ -21,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fpqvar.formats import QuantizedTensor, dequantize, dfq_fake_quantize, fake_quantize, quantize
+from fpqvar.quant.block_linear import block_weight_from_codes, quantize_block_activation, quantize_block_weight
 from fpqvar.quant.spec import QuantSpec
 
 __all__ = ["QuantLinear", "quantize_activation", "quantize_weight", "weight_from_codes"]
@@ -33,6 +36,8 @@ def _group(spec: QuantSpec) -> int | None:
 def quantize_activation(x: torch.Tensor, spec: QuantSpec, scale: torch.Tensor | None = None,
                         zero_point: torch.Tensor | None = None) -> torch.Tensor:
     """Fake-quantize a linear's input ``x_..C`` along its last dim (dtype kept)."""
+    if spec.block is not None:
+        return quantize_block_activation(x, spec)
     if spec.dfq is not None:
         return dfq_fake_quantize(x, group_size=_group(spec), variant=spec.dfq, rounding=spec.rounding)
     if spec.fixed_scale is not None:
@@ -48,7 +53,12 @@ def _weight_layout_kw(spec: QuantSpec) -> dict:
 
 
 def quantize_weight(w_OI: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``(codes uint8 (O, I), scale float32, zero_point or None)`` of a weight, grouped along in_features."""
+    """``(codes uint8 (O, I), scale float32, zero_point or None)`` of a weight, grouped along in_features.
+
+    Block formats: ``(codes, scale bytes uint8 (O, I / block), NVFP4 tensor scale or None)``.
+    """
+    if spec.block is not None:
+        return quantize_block_weight(w_OI, spec)
     q = quantize(w_OI.detach(), spec.fmt, rounding=spec.rounding, **_weight_layout_kw(spec))
     return q.codes, q.scale, q.zero_point
 
@@ -57,8 +67,11 @@ def weight_from_codes(codes: torch.Tensor, scale: torch.Tensor, zero_point: torc
                       dtype: torch.dtype) -> torch.Tensor:
     """Dequantized weight: ``decode(codes) * scale`` (or ``(codes - zp) * scale``), cast to ``dtype``.
 
-    The in-memory conversion and the file loader both go through here, so they agree bit for bit.
+    The in-memory conversion and the file loader both go through here, so they agree bit for bit. Block formats:
+    ``scale`` = the scale bytes, ``zero_point`` = NVFP4's tensor scale (``quantize_weight``'s third item).
     """
+    if spec.block is not None:
+        return block_weight_from_codes(codes, scale, zero_point, spec, dtype)
     kw = _weight_layout_kw(spec)
     gran = "group" if kw["granularity"] is None else kw["granularity"]
     qt = QuantizedTensor(codes=codes, scale=scale, fmt=spec.format, group_size=kw["group_size"],
@@ -88,7 +101,11 @@ class QuantLinear(nn.Module):
         if weight_spec is not None:
             self.register_buffer("weight_codes", torch.zeros(out_features, in_features, dtype=torch.uint8,
                                                              device=device))
-            self.register_buffer("weight_scale", torch.ones(self._weight_scale_shape(), device=device))
+            block = weight_spec.block
+            self.register_buffer("weight_scale", torch.ones(self._weight_scale_shape(), device=device,
+                                                            dtype=torch.float32 if block is None else torch.uint8))
+            if block is not None and block.tensor_scale:  # NVFP4's float32 per-tensor scale
+                self.register_buffer("weight_tensor_scale", torch.ones((), device=device))
             if weight_spec.asymmetric:
                 self.register_buffer("weight_zero_point", torch.zeros(self._weight_scale_shape(), device=device))
             else:
@@ -129,7 +146,7 @@ class QuantLinear(nn.Module):
             q.weight_codes.copy_(codes)
             q.weight_scale.copy_(scale)
             if zp is not None:
-                q.weight_zero_point.copy_(zp)
+                (q.weight_zero_point if weight_spec.block is None else q.weight_tensor_scale).copy_(zp)
             q.refresh_weight()
         if q.act_scale is not None:
             if act_scale is None:
@@ -154,8 +171,9 @@ class QuantLinear(nn.Module):
     def refresh_weight(self) -> None:
         """Recompute the dequantized ``weight`` from codes and scales (after loading a state_dict)."""
         if self.weight_spec is not None:
-            self.weight.copy_(weight_from_codes(self.weight_codes, self.weight_scale, self.weight_zero_point,
-                                                self.weight_spec, self.weight.dtype))
+            aux = getattr(self, "weight_tensor_scale", None) if self.weight_spec.block else self.weight_zero_point
+            self.weight.copy_(weight_from_codes(self.weight_codes, self.weight_scale, aux, self.weight_spec,
+                                                self.weight.dtype))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -74,6 +74,13 @@ def resolve_rules(recipe: Recipe, sites) -> dict[str, tuple[QuantSpec | None, Qu
                     raise ValueError(f"recipe {recipe.name!r}: rule {i} ({r.pattern!r}) gives {s.name!r} an "
                                      "activation spec with granularity 'channel', which only the attention V "
                                      "operand takes (one scale per channel across tokens)")
+                if r.indivisible(s):
+                    if r.skip_indivisible:
+                        break  # the rule takes the site and leaves it float
+                    g = [sp.group_size for sp in (r.weight, r.act) if sp is not None and sp.granularity == "group"]
+                    raise ValueError(f"recipe {recipe.name!r}: rule {i} ({r.pattern!r}) groups {s.name!r} in "
+                                     f"blocks of {g}, which do not divide its in_features {s.in_features}; "
+                                     "narrow the rule or set skip_indivisible=True")
                 out[s.name] = (r.weight, r.act)
                 break
     for i, r in enumerate(recipe.rules):

@@ -7,7 +7,9 @@ A :class:`Recipe` has
   leaves that tensor in float. Rules may target any site: linears (``word_embed``, ``blocks.*.ada_lin``,
   ``blocks.*.attn.mat_qkv``, ``.proj``, ``blocks.*.ffn.fc1``, ``.fc2``, ``head_nm.ada_lin``, ``head``; weight and
   input activation), attention operands (``blocks.*.attn.q`` / ``.k`` / ``.v`` / ``.attn_map``; ``act`` only) and
-  the KV cache (``blocks.*.attn.kv``; ``act`` only). ``quantize_`` refuses a rule that selects no site.
+  the KV cache (``blocks.*.attn.kv``; ``act`` only). ``quantize_`` refuses a rule that selects no site, and a
+  group / block size that does not divide a selected linear's in_features unless the rule says
+  ``skip_indivisible`` (then that site stays float).
 - ``transforms``: an ordered list of step configs (``fpqvar.quant.steps``: GHT, FullHadamard, SmoothQuant, GALT,
   FormatSearch, ...), each applied by its registered handler.
 - ``description`` and ``source`` (the repository and file a baseline follows, and what could not be known).
@@ -40,6 +42,9 @@ class Rule(StrictConfig):
     weight: QuantSpec | None = None
     act: QuantSpec | None = None
     roles: tuple[str, ...] | None = None  # restrict to these site roles (model/sites.py ROLES); None: any
+    # True: a selected linear whose in_features is not a multiple of the specs' group / block size stays float
+    # (e.g. word_embed, in_features = the VQVAE's Cvae, under a "every linear" MX rule); False: an error
+    skip_indivisible: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,6 +69,18 @@ class Rule(StrictConfig):
             if a.static and (a.granularity == "token" or a.asymmetric):
                 raise ConfigError(f"Rule({self.pattern!r}).act: static scales need a symmetric format and "
                                   f"granularity 'tensor' or 'group', got {a.fmt!r} / {a.granularity!r}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if not d["skip_indivisible"]:  # omitted at its default: existing recipes serialise as before
+            del d["skip_indivisible"]
+        return d
+
+    def indivisible(self, site) -> bool:
+        """Whether a linear ``site``'s in_features is not a multiple of a group size of this rule's specs."""
+        n = getattr(site, "in_features", None)
+        return n is not None and getattr(site, "kind", "linear") == "linear" and any(
+            sp is not None and sp.granularity == "group" and n % sp.group_size for sp in (self.weight, self.act))
 
     def matches(self, site) -> bool:
         """``site``: a ``Site`` (name and role checked) or a name (pattern only)."""
@@ -105,7 +122,9 @@ class Recipe(StrictConfig):
 
     def specs_for(self, site) -> tuple[QuantSpec | None, QuantSpec | None]:
         r = self.rule_for(site)
-        return (None, None) if r is None else (r.weight, r.act)
+        if r is None or (r.skip_indivisible and r.indivisible(site)):
+            return None, None
+        return r.weight, r.act
 
     def transform(self, kind: str) -> Transform | None:
         """The first transform of ``kind`` (``"ght"``, ``"galt"``, ...), or None."""

@@ -78,6 +78,7 @@ def _named() -> list[Recipe]:
                       "int*-rtn recipes)"),
     ]
     r += _baselines()
+    r += _block_formats()
     out = {x.name: x for x in r}
     for base in ("fpqvar-w4a4", "fpqvar-w6a6"):
         b = out[base]
@@ -89,6 +90,12 @@ def _named() -> list[Recipe]:
 
 def _baselines() -> list[Recipe]:
     return baseline_recipes()
+
+
+def _block_formats() -> list[Recipe]:
+    from fpqvar.quant.block_recipes import block_recipes  # MX / NVFP4 (issue 14)
+
+    return block_recipes()
 
 
 # old names -> what they became (a clear message instead of a silently different method)

@@ -58,7 +58,7 @@ def fake_quant_linear(x: torch.Tensor, w_OI: torch.Tensor, bias: torch.Tensor | 
 def _plain(spec: QuantSpec | None) -> QuantSpec | None:
     if spec is None or spec.dfq is None:
         return spec
-    return QuantSpec(spec.fmt, spec.granularity, spec.group_size, spec.rounding)
+    return QuantSpec(**{**spec.to_dict(), "dfq": None})  # keeps every other field (a block format's scale_rule)
 
 
 def _rotate_fn(Q_bb: torch.Tensor | None):

@@ -8,6 +8,13 @@ variant (fc2 input, section 6: ``fp4`` = E1M2 negatives / E2M1 positives, ``fp6`
 is then the positive-side format) and ``static`` (calibrated activation scales instead of dynamic absmax).
 
 Asymmetric INT formats (``uint*``) use min-max scales with a zero point (LiteVAR style, section 11).
+
+Block-scaled formats (``fpqvar.formats.BLOCK_FORMATS``: ``mxfp4``, ``mxfp6_e2m3``, ``mxfp6_e3m2``, ``mxfp8_e4m3``,
+``nvfp4``; docs/formats.md) take granularity ``group`` with ``group_size`` = the format's block size (32 / 16),
+rounding ``rne``, an optional ``scale_rule`` (MX only: ``floor`` (default, OCP v1.0), ``ceil``, ``even``,
+``rceil``) and ``dfq="fp4"`` for ``mxfp4`` / ``nvfp4`` (E1M2 negatives / E2M1 positives, each side's scale in
+the format's scale type: ``fpqvar.formats.block_dfq``). Static scales and ``fixed_scale`` are not implemented
+for them (MX block scales are dynamic by definition; NVFP4's activation tensor scale is dynamic per tensor).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fpqvar.config import StrictConfig
-from fpqvar.formats import DFQ_VARIANTS, GRANULARITIES, ROUNDINGS, get_format
+from fpqvar.formats import BLOCK_FORMATS, DFQ_VARIANTS, GRANULARITIES, MX_SCALE_RULES, ROUNDINGS, get_format
 
 SPEC_VERSION = 1
 
@@ -39,16 +46,23 @@ class QuantSpec(StrictConfig):
     dfq: str | None = None
     static: bool = False
     fixed_scale: float | None = None  # a constant activation scale (zero point 0), e.g. LiteVAR's 1/256 map
+    scale_rule: str | None = None  # MX block formats only (None there means "floor"); see the module docstring
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
-        if not isinstance(self.fmt, str) and hasattr(self.fmt, "ebits"):  # a Format object: store its name
-            object.__setattr__(self, "fmt", self.fmt.name)
+        if not isinstance(self.fmt, str) and (hasattr(self.fmt, "ebits") or hasattr(self.fmt, "block_size")):
+            object.__setattr__(self, "fmt", self.fmt.name)  # a Format / BlockFormat object: store its name
         super().__post_init__()  # strict field types (issue 16 item 3)
+        if self.fmt in BLOCK_FORMATS:
+            self._check_block()
+            return
+        if self.scale_rule is not None:
+            raise ValueError(f"QuantSpec.scale_rule applies to the MX block formats only, got scale_rule="
+                             f"{self.scale_rule!r} with fmt {self.fmt!r}")
         try:
             get_format(self.fmt)
         except ValueError as e:
-            raise ValueError(f"QuantSpec.fmt: {e}") from None
+            raise ValueError(f"QuantSpec.fmt: {e} (or a block format: {', '.join(BLOCK_FORMATS)})") from None
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"QuantSpec.granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
         if self.granularity == "group":
@@ -81,9 +95,48 @@ class QuantSpec(StrictConfig):
                 raise ValueError("QuantSpec.fixed_scale needs granularity 'tensor', static=False and no dfq, got "
                                  f"granularity {self.granularity!r}, static {self.static}, dfq {self.dfq!r}")
 
+    def _check_block(self) -> None:
+        b = BLOCK_FORMATS[self.fmt]
+        if self.granularity != "group" or self.group_size != b.block_size:
+            raise ValueError(f"QuantSpec(fmt={self.fmt!r}) needs granularity 'group' with group_size="
+                             f"{b.block_size} (the format's block size), got granularity {self.granularity!r}, "
+                             f"group_size {self.group_size!r}")
+        if self.rounding != "rne":
+            raise ValueError(f"QuantSpec.rounding must be 'rne' for block format {self.fmt!r} (the formats round "
+                             f"ties to even), got {self.rounding!r}")
+        if self.static or self.fixed_scale is not None:
+            raise ValueError(f"QuantSpec(fmt={self.fmt!r}): static / fixed_scale are not implemented for block "
+                             f"formats (their block scales are dynamic), got static={self.static}, "
+                             f"fixed_scale={self.fixed_scale!r}")
+        if self.dfq is not None and (self.dfq != "fp4" or b.element.name != "e2m1"):
+            raise ValueError(f"QuantSpec.dfq with a block format must be 'fp4' on an E2M1 format (mxfp4, nvfp4), "
+                             f"got dfq={self.dfq!r} with fmt {self.fmt!r}")
+        if b.scale_kind == "e8m0":
+            rule = "floor" if self.scale_rule is None else self.scale_rule
+            if rule not in MX_SCALE_RULES:
+                raise ValueError(f"QuantSpec.scale_rule must be one of {MX_SCALE_RULES} for {self.fmt!r}, got "
+                                 f"{self.scale_rule!r}")
+            object.__setattr__(self, "scale_rule", rule)
+        elif self.scale_rule is not None:
+            raise ValueError(f"QuantSpec.scale_rule applies to the MX formats only; {self.fmt!r} has E4M3 block "
+                             f"scales, got scale_rule={self.scale_rule!r}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if d["scale_rule"] is None:  # omitted where unused: the specs of existing recipes serialise as before
+            del d["scale_rule"]
+        return d
+
+    @property
+    def block(self):
+        """The :class:`fpqvar.formats.BlockFormat` of a block-format spec, else None."""
+        return BLOCK_FORMATS.get(self.fmt)
+
     @property
     def format(self):
-        return get_format(self.fmt)
+        """The element format (for block formats: the element of the block, e.g. E2M1 for ``mxfp4``)."""
+        b = self.block
+        return b.element if b is not None else get_format(self.fmt)
 
     @property
     def bits(self) -> int:
@@ -101,5 +154,8 @@ class QuantSpec(StrictConfig):
         """Compact label for tables: ``e2m1/g128``, ``int4/ch``, ``dfq-fp4/g128``."""
         g = {"tensor": "t", "channel": "ch", "token": "tok"}.get(self.granularity, f"g{self.group_size}")
         name = f"dfq-{self.dfq}" if self.dfq else self.fmt
+        if self.block is not None:  # dfq-mxfp4/g32, mxfp4/g32, mxfp4/g32/rceil
+            name = f"dfq-{self.fmt}" if self.dfq else self.fmt
+            g += "" if self.scale_rule in (None, "floor") else f"/{self.scale_rule}"
         fixed = "" if self.fixed_scale is None else f"/s={self.fixed_scale:g}"
         return f"{name}/{g}" + ("/static" if self.static else "") + fixed

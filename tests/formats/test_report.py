@@ -60,5 +60,10 @@ def test_cli_formats_text_and_json():
     assert r.exit_code == 0
     d = json.loads(r.output)
     assert len(d["formats"]) == 22 and d["formats"][0]["name"] == "e2m1"
+    blk = {b["name"]: b for b in d["block_formats"]}  # MX / NVFP4 beside them (docs/formats.md table)
+    assert blk["mxfp4"]["bits_per_value"] == 4 + 8 / 32 and blk["nvfp4"]["block_size"] == 16
+    assert blk["nvfp4"]["tensor_scale"] == "float32" and blk["mxfp8_e4m3"]["block_scale"] == "e8m0"
+    r = CliRunner().invoke(app, ["formats", "-f", "mxfp4"])
+    assert r.exit_code == 0 and "mxfp4" in r.output and "4.25" in r.output
     r = CliRunner().invoke(app, ["formats", "-f", "nope"])
     assert r.exit_code != 0 and "unknown format" in r.output

@@ -26,16 +26,18 @@ def _outputs(var, vae):
 
 
 @pytest.mark.parametrize("recipe", ["fp4-rtn", "litevar-w4a4", "fpqvar-w6a6-kv6", "int6-rtn", "fpqvar-dfq-fullht",
-                                    "quarot-w4a4"])
+                                    "quarot-w4a4", "mxfp4-rtn", "mxfp6-rtn-all", "mxfp8-rtn", "nvfp4-rtn-all",
+                                    "fpqvar-mxfp4", "fpqvar-nvfp4"])
 def test_round_trip_exact(tmp_path, recipe):
     from fpqvar.quant import CalibConfig
 
     vae, var = make_small()
-    needs = get_recipe(recipe).needs_calibration  # quarot-w4a4: static activation scales
-    quantize_(var, recipe, CalibConfig(num_samples=2, batch_size=2, max_tokens_per_scale=32) if needs else None,
+    r = fast(get_recipe(recipe), epochs=1)  # GALT (fpqvar-mxfp4 / -nvfp4): one epoch for the CPU budget
+    needs = r.needs_calibration  # quarot-w4a4: static activation scales
+    quantize_(var, r, CalibConfig(num_samples=2, batch_size=2, max_tokens_per_scale=32) if needs else None,
               progress=False)
     tok_a, img_a, log_a = _outputs(var, vae)
-    p = save_quantized(var, recipe, tmp_path / "q.safetensors")
+    p = save_quantized(var, r, tmp_path / "q.safetensors")
     loaded = load_quantized(p, vae=vae)
     tok_b, img_b, log_b = _outputs(loaded, vae)
     assert all(torch.equal(a, b) for a, b in zip(tok_a, tok_b))
