@@ -152,3 +152,36 @@ def test_load_recipe_from_json_file(tmp_path):
         load_recipe(str(p))
     with pytest.raises(ValueError, match="unknown recipe 'nope'"):
         load_recipe("nope")
+
+
+# ---------------------------------------------------------------- killed mutants (tools/mutation.py on spec.py, operands.py)
+def test_spec_takes_a_format_object_and_validates_fixed_scale():
+    from fpqvar.formats import get_format
+
+    s = QuantSpec(get_format("e2m1"))
+    assert s.fmt == "e2m1" and isinstance(s.fmt, str)
+    assert QuantSpec("uint8", "tensor", None, fixed_scale=1 / 256).fixed_scale == 1 / 256
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="fixed_scale must be a finite number > 0"):
+            QuantSpec("uint8", "tensor", None, fixed_scale=bad)
+    for kw in ({"granularity": "token", "group_size": None}, {"granularity": "tensor", "group_size": None,
+                                                              "static": True}):
+        with pytest.raises(ValueError, match="fixed_scale needs granularity 'tensor', static=False"):
+            QuantSpec("int8", fixed_scale=0.5, **kw)
+    with pytest.raises(ValueError, match="group_size must be a positive int"):
+        QuantSpec("e2m1", "group", 0)
+    assert QuantSpec("e2m1", "group", 1).group_size == 1
+    with pytest.raises(ValueError, match="static=True is not supported with dfq"):
+        QuantSpec("e2m1", dfq="fp4", static=True)
+
+
+def test_install_operand_quantizers_counts_and_sets_the_kv_cache():
+    from fpqvar.quant.operands import install_operand_quantizers, operand_specs
+    from tests.quant.conftest import make_small
+
+    _, var = make_small()
+    kv = QuantSpec("e2m3", "token", None)
+    specs = {"blocks.0.attn.kv": kv, "blocks.1.attn.q": QuantSpec("uint8", "token", None)}
+    assert install_operand_quantizers(var, specs) == 2
+    assert var.blocks[0].attn.kv_quantizer.spec == kv and var.blocks[1].attn.kv_quantizer is None
+    assert set(operand_specs(var)) == set(specs)
