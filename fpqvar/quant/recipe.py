@@ -61,9 +61,9 @@ class Rule(StrictConfig):
                 raise ConfigError(f"Rule({self.pattern!r}).act.granularity 'channel' is for weights and the "
                                   "attention V operand (one scale per channel across tokens); use 'token', "
                                   "'group' or 'tensor'")
-            if a.static and (a.granularity == "token" or a.asymmetric):
-                raise ConfigError(f"Rule({self.pattern!r}).act: static scales need a symmetric format and "
-                                  f"granularity 'tensor' or 'group', got {a.fmt!r} / {a.granularity!r}")
+            if a.static and a.granularity not in ("tensor", "group"):
+                raise ConfigError(f"Rule({self.pattern!r}).act: static scales need granularity 'tensor' or "
+                                  f"'group', got {a.fmt!r} / {a.granularity!r}")
 
     def matches(self, site) -> bool:
         """``site``: a ``Site`` (name and role checked) or a name (pattern only)."""
