@@ -78,6 +78,7 @@ def _named() -> list[Recipe]:
     ]
     r += _baselines()
     out = {x.name: x for x in r}
+    out.update({x.name: x for x in _peers(out)})
     for base in ("fpqvar-w4a4", "fpqvar-w6a6"):
         b = out[base]
         out[f"{base}-kv6"] = Recipe(f"{base}-kv6", (Rule("blocks.*.attn.kv", None, _KV6),) + b.rules,
@@ -90,6 +91,12 @@ def _baselines() -> list[Recipe]:
     from fpqvar.quant.baselines import baseline_recipes
 
     return baseline_recipes()
+
+
+def _peers(named: dict[str, Recipe]) -> list[Recipe]:
+    from fpqvar.quant.peers import peer_recipes
+
+    return peer_recipes(named)
 
 
 # old names -> what they became (a clear message instead of a silently different method)
