@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from fpqvar.quant.recipe import Recipe, Rule
 from fpqvar.quant.spec import QuantSpec
-from fpqvar.quant.steps import GPTQ, SVDQuant
+from fpqvar.quant.steps import GPS, GPTQ, SmoothQuant, SVDQuant
+from fpqvar.quant.steps.ptq4arvg import GPS_SITES
 
-__all__ = ["peer_recipes", "gptq_variant", "svdquant_recipe", "SVDQUANT_SITES"]
+__all__ = ["peer_recipes", "gptq_variant", "svdquant_recipe", "ptq4arvg_recipe", "SVDQUANT_SITES"]
 
 # deepcompressor skips embed, the AdaLN linears (transformer_norm) and proj_in / proj_out: on VAR that leaves the
 # four block linears (word_embed, ada_lin, head_nm.ada_lin and head stay float)
@@ -54,10 +55,45 @@ def gptq_variant(base: Recipe, name: str, sites: tuple[str, ...] | None = None) 
                   base.source + "; " + _GPTQ_SRC)
 
 
+_P4A = "BienLuky/PTQ4ARVG"
+
+
+def ptq4arvg_recipe(bits: int) -> Recipe:
+    """PTQ4ARVG W{bits}A{bits} (quant_model.py layer set; quantizer.py; smooth.py + gps.py; STWQ)."""
+    w = QuantSpec(f"uint{bits}", "channel", None)  # per output channel, asymmetric
+
+    def a(sets):
+        return QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets=sets)
+    rules = (
+        Rule("blocks.*", w, a("scale"), roles=("mat_qkv", "fc1")),  # after GPS: one set per scale (+ sink)
+        Rule("blocks.*", w, a("sink"), roles=("proj", "fc2")),  # TokenAware, channel_wise False: sink + rest
+        Rule("*", w, a(None), roles=("shared_ada_lin", "ada_lin", "head_ada_lin", "head")),  # plain per tensor
+    )
+    return Recipe(
+        f"ptq4arvg-w{bits}a{bits}", rules, (SmoothQuant(sites=GPS_SITES, alpha=0.5), GPS(sites=GPS_SITES)),
+        description=f"PTQ4ARVG W{bits}A{bits}: every linear but word_embed; W asymmetric min-max per output "
+                    "channel; A static asymmetric per tensor, token-wise (STWQ) on the block linears: one "
+                    "parameter set per scale for mat_qkv / fc1 (scale 0 = the sink token), sink + rest for proj / "
+                    "fc2, one set for ada_lin / head; SmoothQuant (alpha 0.5) then GPS on mat_qkv / fc1 / head, "
+                    "both folded into AdaLN. Calibrate with fpqvar.quant.dgc.dgc_calibrate for its DGC selection "
+                    "(Mahalanobis share of conditional rows). Not reproduced / not determinable: the percentile "
+                    "range search (p in .999/.9999/.99999) and EMA of the quantizer and GPS parameters (min-max "
+                    "over all calibration rows here); the channel shift to symmetric ranges folded into the AdaLN "
+                    "shift rows and biases (not implemented); sink_aware (token 0 unquantized during the first "
+                    "stages); calibration without mask or KV cache (here the masked teacher-forced pass); the "
+                    "attention matmuls and KV cache, which PTQ4ARVG quantizes static per tensor, stay float; "
+                    "the exact DGC feature tensor (see dgc.py)",
+        source=f"{_P4A}: VAR/quant/quant_model.py (layers), VAR/quant/quantizer.py (UniformQuantizer, "
+               "TokenAwareUniformQuantizer), VAR/quant/smooth.py (SmoothModule, calculate_scales_hessian), "
+               "VAR/quant/gps.py (absorb_gps_scaling_factor), VAR/sample_cali_dgc.py (DGC), VAR/sample_quant.py "
+               "(order of the stages)")
+
+
 def peer_recipes(named: dict[str, Recipe]) -> list[Recipe]:
     """``named``: the recipes built so far (the GPTQ variants extend them)."""
     int4_g64 = QuantSpec("int4", "group", 64)  # int4.yaml: sint4 groups of 64, W and dynamic A
     return [
         gptq_variant(named["fpqvar-w4a4"], "fpqvar-w4a4-gptq"),
         svdquant_recipe("svdquant-w4a4", int4_g64, int4_g64, "W4A4 (INT4: W groups of 64, A dynamic groups of 64)"),
+        ptq4arvg_recipe(8), ptq4arvg_recipe(6),
     ]
