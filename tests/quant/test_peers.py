@@ -11,7 +11,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fpqvar.model.sites import model_sites
 from fpqvar.quant import CalibConfig, calibrate, get_recipe, load_quantized, quantize_, save_quantized
@@ -19,7 +18,7 @@ from fpqvar.quant.export import read_header
 from fpqvar.quant.qlinear import QuantLinear, quantize_weight, weight_from_codes
 from fpqvar.quant.recipes import Recipe, Rule
 from fpqvar.quant.spec import QuantSpec
-from fpqvar.quant.steps import GHT, GPS, GPTQ, FormatSearch, SmoothQuant, SVDQuant
+from fpqvar.quant.steps import GHT, GPTQ, FormatSearch, SVDQuant
 from fpqvar.quant.steps.gptq import gptq_round
 from fpqvar.quant.steps.svdquant import lowrank_split, smooth_scale
 from tests.quant.conftest import make_small
@@ -223,7 +222,6 @@ def test_svdquant_refuses_a_later_rotation(calib):
 
 # ---------------------------------------------------------------------------------------------------- PTQ4ARVG
 def test_gps_scales_match_a_loop_reference():
-    from fpqvar.formats import fake_quantize
     from fpqvar.quant.steps.ptq4arvg import gps_scales
 
     g = torch.Generator().manual_seed(2)
@@ -247,7 +245,6 @@ def test_gps_scales_match_a_loop_reference():
         num = float(xd[:, i].pow(2).sum() * (wd[:, i] - qw[:, i]).pow(2).sum())
         want = s_std if i == idx else s_std * (num / (dx2 * float(qw[:, i].pow(2).sum()))) ** 0.25
         assert float(s[i]) == pytest.approx(want, rel=1e-5), i
-    del fake_quantize
 
 
 def test_static_asymmetric_sets_per_scale_reference():

@@ -118,7 +118,7 @@ def _fit(ws_OI, xs_NI, xq_NI, y_ref, wspec, rank, dtype, iters):
 
 
 def _svdquant(cfg: SVDQuant, states, ctx) -> None:
-    from fpqvar.quant.qlinear import quantize_activation, weight_from_codes, quantize_weight
+    from fpqvar.quant.qlinear import quantize_activation, quantize_weight, weight_from_codes
     from fpqvar.quant.steps.gptq import site_layer_fn
 
     dtype = LOWRANK_DTYPES[cfg.lowrank_dtype]
