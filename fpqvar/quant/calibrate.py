@@ -53,6 +53,9 @@ class CalibConfig(StrictConfig):
     batch_size: int = 10
     max_tokens_per_scale: int = 512
     reservoir_sites: tuple[str, ...] = ("*",)  # fnmatch patterns over linear site names that keep token rows
+    # None: both CFG halves of every sample. A share q: per batch of n samples, the conditional rows of the first
+    # round(q n) samples and the unconditional rows of the first n - round(q n) (PTQ4ARVG's DGC, quant/dgc.py)
+    cond_share: float | None = None
     version: int = CALIB_VERSION
 
     def __post_init__(self) -> None:
@@ -70,6 +73,8 @@ class CalibConfig(StrictConfig):
         if self.cfg < 0 or self.top_k < 0 or not 0 <= self.top_p <= 1:
             raise ValueError(f"CalibConfig: cfg >= 0, top_k >= 0, 0 <= top_p <= 1 required, got cfg={self.cfg}, "
                              f"top_k={self.top_k}, top_p={self.top_p}")
+        if self.cond_share is not None and not 0.0 <= self.cond_share <= 1.0:
+            raise ConfigError(f"CalibConfig.cond_share must be None or in [0, 1], got {self.cond_share!r}")
         if not self.reservoir_sites:
             raise ConfigError("CalibConfig.reservoir_sites must list at least one site pattern ('*' = all)")
 
@@ -229,8 +234,11 @@ def calibrate(var, config: CalibConfig | None = None, *, progress: bool = True) 
             col.active = True
             label_B = res.labels.to(device)
             x_BLCv = var.vae.idx_to_var_input(res.idx_list)
-            label_2B = torch.cat((label_B, torch.full_like(label_B, var.num_classes)))
-            var(label_2B, torch.cat((x_BLCv, x_BLCv)))
+            n = label_B.shape[0]
+            k = n if config.cond_share is None else int(round(config.cond_share * n))
+            m = n if config.cond_share is None else n - k
+            label_2B = torch.cat((label_B[:k], torch.full_like(label_B[:m], var.num_classes)))
+            var(label_2B, torch.cat((x_BLCv[:k], x_BLCv[:m])))
             all_labels.append(res.labels.cpu())
             all_tokens.append([t.cpu() for t in res.idx_list])
     finally:

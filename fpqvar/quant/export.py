@@ -53,8 +53,10 @@ FORMAT_VERSION = 2
 FLOAT_DTYPES = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 # buffers the float model builds from its config (var.py): never stored
 DERIVED_BUFFERS = ("attn_bias_for_masking", "lvl_1L", "zero_k_bias")
-_QUANT_STATE = ("weight_codes", "weight_scale", "weight_zero_point", "weight_tensor_scale", "act_scale", "input_lambda",
-                "lam_C")
+_QUANT_STATE = ("weight_codes", "weight_scale", "weight_zero_point", "weight_tensor_scale", "act_scale",
+                "act_zero_point", "input_lambda", "lam_C", "lowrank_up", "lowrank_down")
+_WEIGHT_STATE = ("weight_codes", "weight_scale", "weight_zero_point", "weight_tensor_scale", "lowrank_up",
+                 "lowrank_down")
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FLOAT_DTYPES", "QuantFileError", "save_quantized",
            "read_header", "size_summary"]
@@ -112,20 +114,24 @@ def _recipe_rotation(recipe: Recipe, width: int) -> torch.Tensor | None:
 
 
 def size_summary(sd: dict[str, torch.Tensor], layers: dict) -> dict:
-    """Bytes in the file and bits per quantized weight (codes + scales + zero points), per the stored tensors."""
+    """Bytes in the file and bits per quantized weight (codes + scales + zero points + SVDQuant's low-rank
+    factors), per the stored tensors."""
     total = sum(t.numel() * t.element_size() for t in sd.values())
-    n_w = q_bytes = 0
+    n_w = q_bytes = lr_bytes = 0
     for name, info in layers.items():
+        lr = sum(sd[k].numel() * sd[k].element_size() for k in (f"{name}.lowrank_up", f"{name}.lowrank_down")
+                 if k in sd)
+        lr_bytes += lr
         if info["weight"] is None:
             continue
         n_w += info["out_features"] * info["in_features"]
         q_bytes += sum(sd[k].numel() * sd[k].element_size() for k in
-                       (f"{name}.weight_codes", f"{name}.weight_scale", f"{name}.weight_zero_point",
-                        f"{name}.weight_tensor_scale") if k in sd)
+                       (f"{name}.{s}" for s in _WEIGHT_STATE) if k in sd)
     float_params = sum(t.numel() for k, t in sd.items() if t.is_floating_point() and
                        not any(k.endswith("." + s) for s in _QUANT_STATE))
     return {"file_tensor_bytes": total, "quantized_weights": n_w,
             "bits_per_quantized_weight": (8.0 * q_bytes / n_w) if n_w else None,
+            "lowrank_bytes": lr_bytes,
             "float_params": float_params}
 
 
@@ -158,6 +164,8 @@ def save_quantized(model: nn.Module, recipe: Recipe | str, path: str | os.PathLi
             if derived:
                 del sd[f"{name}.rotation.Q_bb"]
         info["input_scale"] = m.input_scale is not None
+        if m.lowrank_up is not None:  # SVDQuant's branch: its rank and storage dtype (the loader rebuilds it)
+            info["lowrank"] = {"rank": int(m.lowrank_up.shape[1]), "dtype": str(m.lowrank_up.dtype).split(".")[-1]}
         info["input_lambda"] = m.input_lambda is not None
         layers[name] = info
     target = FLOAT_DTYPES[float_dtype]

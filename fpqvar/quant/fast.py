@@ -94,6 +94,8 @@ def unsupported_reason(q) -> str | None:
         return f"weight format {ws.fmt!r} has no symmetric int8 grid"
     if ws.granularity == "token":
         return "weight granularity 'token'"
+    if as_.static_sets is not None:
+        return "static activation sets per scale (static_act)"
     if as_.dfq is None:
         if K.int_grid(as_.fmt) is None or as_.asymmetric:
             return f"activation format {as_.fmt!r} has no symmetric int8 grid"

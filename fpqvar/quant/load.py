@@ -143,9 +143,16 @@ def _install_structure(var: nn.Module, recipe: Recipe, layers: dict, path: Path)
                 raise QuantFileError(f"{path}: layer {name!r}: the rotation is marked derived from the recipe, which "
                                      f"defines {'none' if Q is None else Q.shape[0]} (block {r['block']})")
             rot = OnlineRotation(torch.eye(int(r["block"])) if Q is None else Q, width=r.get("width"))
+        lr = info.get("lowrank") or {}
+        lr_dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+        if lr and (lr.get("dtype") not in lr_dtypes or type(lr.get("rank")) is not int or lr["rank"] < 1):
+            raise QuantFileError(f"{path}: layer {name!r}: bad low-rank entry {lr!r} (rank >= 1, dtype one of "
+                                 f"{tuple(lr_dtypes)})")
         q = QuantLinear(lin.in_features, lin.out_features, bias=bool(info["bias"]),
                         weight_spec=_spec(info["weight"], path, name), act_spec=_spec(info["act"], path, name),
-                        rotation=rot, input_scale=scale, dtype=lin.weight.dtype, device=lin.weight.device)
+                        rotation=rot, input_scale=scale, dtype=lin.weight.dtype, device=lin.weight.device,
+                        lowrank_rank=lr.get("rank", 0), lowrank_dtype=lr_dtypes.get(lr.get("dtype"), torch.float16),
+                        patch_nums=tuple(var.patch_nums))
         if info.get("input_lambda"):
             q.set_input_lambda(torch.ones(lin.in_features))  # placeholder, loaded with the state_dict
         set_module(var, mpath, q)
@@ -183,6 +190,9 @@ def _check_tensors(path: Path, sd: dict, own: dict, layers: dict, derived: set) 
             if s is not None and not bool((s > 0).all()):
                 raise QuantFileError(f"{path}: key {name}.{suffix!s} has scales <= 0 (min {float(s.min())!r}); "
                                      "scales must be finite and > 0")
+        azp = sd.get(f"{name}.act_zero_point")
+        if azp is not None and not bool((torch.isfinite(azp) & (azp == torch.round(azp))).all()):
+            raise QuantFileError(f"{path}: key {name}.act_zero_point holds non-integer or non-finite values")
         zp = sd.get(f"{name}.weight_zero_point")
         if zp is not None and info["weight"] is not None:
             # min-max zero points are integers (qmin - round(min / s)); outside 0..qmax when a row does not

@@ -10,7 +10,12 @@ calibrated scales (``act_scale``). Block formats (MX / NVFP4) keep codes, scale 
 bottom:
 
     x -> [x * lam, only for shared AdaLN] -> [rotation: x @ blockdiag(Q), online GHT / full Hadamard]
-      -> [act quantization or DFQ] -> x @ W^T + b
+      -> [act quantization or DFQ] -> x @ W^T + b  [+ (x_t @ down^T) @ up^T: SVDQuant's low-rank branch]
+
+The low-rank branch (``lowrank_up`` ``(O, r)``, ``lowrank_down`` ``(r, I)``, 16-bit) sees the transformed but
+unquantized input ``x_t`` (nunchaku's ``SVDQW4A4Linear``); the quantized weight is then the residual
+``W - up @ down``. Static activation parameters (``act_scale``, and ``act_zero_point`` for asymmetric formats)
+may come in sets per VAR scale (``fpqvar.quant.static_act``; the module then needs the model's ``patch_nums``).
 
 q/v biases of ``mat_qkv`` are not here: the model adds them after the GEMM. ``backend != "reference"`` hands the
 forward to ``fpqvar.quant.fast`` (issue 9), which reads the codes / scales / specs / rotation stored here.
@@ -85,7 +90,8 @@ class QuantLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool, weight_spec: QuantSpec | None,
                  act_spec: QuantSpec | None, rotation: nn.Module | None = None, input_scale: nn.Module | None = None,
-                 dtype: torch.dtype = torch.float32, device=None):
+                 dtype: torch.dtype = torch.float32, device=None, lowrank_rank: int = 0,
+                 lowrank_dtype: torch.dtype = torch.float16, patch_nums: tuple[int, ...] | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight_spec, self.act_spec = weight_spec, act_spec
@@ -113,11 +119,31 @@ class QuantLinear(nn.Module):
         # lambda (GALT / SmoothQuant) already applied upstream (fused into ada_lin): kept for inspection and the
         # file, never used by the forward. Set by quantize_ / the loader with set_input_lambda.
         self.input_lambda: torch.Tensor | None = None
+        self.patch_nums = None if patch_nums is None else tuple(int(p) for p in patch_nums)
+        self.act_zero_point = None
         if act_spec is not None and act_spec.static:
+            from fpqvar.quant.static_act import num_sets
+
             n = 1 if act_spec.granularity == "tensor" else in_features // act_spec.group_size
-            self.register_buffer("act_scale", torch.ones(n, device=device))
+            shape = (n,)
+            if act_spec.static_sets is not None:
+                if self.patch_nums is None:
+                    raise ValueError(f"QuantLinear: act spec {act_spec.short()} keeps one set per scale; pass the "
+                                     "model's patch_nums")
+                shape = (num_sets(act_spec, len(self.patch_nums)), n)
+            self.register_buffer("act_scale", torch.ones(shape, device=device))
+            if act_spec.asymmetric:
+                del self.act_zero_point
+                self.register_buffer("act_zero_point", torch.zeros(shape, device=device))
         else:
             self.act_scale = None
+        if lowrank_rank:
+            self.register_buffer("lowrank_up", torch.zeros(out_features, lowrank_rank, dtype=lowrank_dtype,
+                                                           device=device))
+            self.register_buffer("lowrank_down", torch.zeros(lowrank_rank, in_features, dtype=lowrank_dtype,
+                                                             device=device))
+        else:
+            self.lowrank_up = self.lowrank_down = None
 
     def _weight_scale_shape(self) -> tuple[int, int]:
         s = self.weight_spec
@@ -132,17 +158,32 @@ class QuantLinear(nn.Module):
     @torch.no_grad()
     def from_linear(cls, linear: nn.Linear, weight_spec: QuantSpec | None, act_spec: QuantSpec | None,
                     rotation: nn.Module | None = None, act_scale: torch.Tensor | None = None,
-                    input_scale: nn.Module | None = None) -> "QuantLinear":
-        """Quantize ``linear``'s (already transformed) weight now; the original module is not modified."""
+                    input_scale: nn.Module | None = None, *, act_zero_point: torch.Tensor | None = None,
+                    weight_OI: torch.Tensor | None = None, weight_q=None,
+                    lowrank: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    patch_nums: tuple[int, ...] | None = None) -> "QuantLinear":
+        """Quantize ``linear``'s (already transformed) weight now; the original module is not modified.
+
+        ``weight_OI``: the float weight to quantize instead of ``linear.weight`` (SVDQuant's residual);
+        ``weight_q``: ``(codes, scale, zero_point)`` already rounded (GPTQ), installed as they are;
+        ``lowrank``: ``(up_Or, down_rI)`` in their storage dtype.
+        """
         w = linear.weight
         q = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, weight_spec=weight_spec,
-                act_spec=act_spec, rotation=rotation, input_scale=input_scale, dtype=w.dtype, device=w.device)
+                act_spec=act_spec, rotation=rotation, input_scale=input_scale, dtype=w.dtype, device=w.device,
+                lowrank_rank=0 if lowrank is None else int(lowrank[0].shape[1]),
+                lowrank_dtype=torch.float16 if lowrank is None else lowrank[0].dtype, patch_nums=patch_nums)
+        if lowrank is not None:
+            q.lowrank_up.copy_(lowrank[0])
+            q.lowrank_down.copy_(lowrank[1])
+        if weight_OI is not None:
+            w = weight_OI.to(w.device)
         if linear.bias is not None:
             q.bias.copy_(linear.bias)
         if weight_spec is None:
             q.weight.copy_(w)
         else:
-            codes, scale, zp = quantize_weight(w.float(), weight_spec)
+            codes, scale, zp = quantize_weight(w.float(), weight_spec) if weight_q is None else weight_q
             q.weight_codes.copy_(codes)
             q.weight_scale.copy_(scale)
             if zp is not None:
@@ -152,6 +193,10 @@ class QuantLinear(nn.Module):
             if act_scale is None:
                 raise ValueError("QuantLinear.from_linear: a static act spec needs act_scale (from calibration)")
             q.act_scale.copy_(act_scale.reshape(q.act_scale.shape))
+            if q.act_zero_point is not None:
+                if act_zero_point is None:
+                    raise ValueError("QuantLinear.from_linear: a static asymmetric act spec needs act_zero_point")
+                q.act_zero_point.copy_(act_zero_point.reshape(q.act_zero_point.shape))
         return q
 
     def set_input_lambda(self, lam_C: torch.Tensor | None) -> None:
@@ -180,25 +225,44 @@ class QuantLinear(nn.Module):
         self.refresh_weight()
 
     # ------------------------------------------------------------------ forward
-    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """[x * lam], rotation, then activation quantization: what the GEMM sees as its left operand."""
+    def transform_input(self, x: torch.Tensor) -> torch.Tensor:
+        """[x * lam], rotation: the transformed input before quantization (the low-rank branch's input)."""
         if self.input_scale is not None:
             x = self.input_scale(x)
         if self.rotation is not None:
             x = self.rotation(x)
-        if self.act_spec is not None:
-            x = quantize_activation(x, self.act_spec, self.act_scale)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend != "reference":
+    def quantize_input(self, x: torch.Tensor, scale_index: int | None = None, *,
+                       transformed: bool = False) -> torch.Tensor:
+        """[x * lam], rotation, then activation quantization: what the GEMM sees as its left operand.
+        ``scale_index``: the VAR scale of every row of ``x`` (static sets per scale; else found from L)."""
+        if not transformed:
+            x = self.transform_input(x)
+        if self.act_spec is not None:
+            if self.act_spec.static:
+                from fpqvar.quant.static_act import quantize_static
+
+                x = quantize_static(x, self.act_spec, self.act_scale, self.act_zero_point, self.patch_nums,
+                                    scale_index)
+            else:
+                x = quantize_activation(x, self.act_spec, self.act_scale)
+        return x
+
+    def forward(self, x: torch.Tensor, scale_index: int | None = None) -> torch.Tensor:
+        if self.backend != "reference" and self.lowrank_up is None and scale_index is None:
             from fpqvar.quant import fast
 
             return fast.forward(self, x)
-        return F.linear(self.quantize_input(x), self.weight, self.bias)
+        xt = self.transform_input(x)
+        y = F.linear(self.quantize_input(xt, scale_index, transformed=True), self.weight, self.bias)
+        if self.lowrank_up is not None:
+            y = y + F.linear(F.linear(xt, self.lowrank_down.to(xt.dtype)), self.lowrank_up.to(xt.dtype))
+        return y
 
     def extra_repr(self) -> str:
         w = "float" if self.weight_spec is None else self.weight_spec.short()
         a = "float" if self.act_spec is None else self.act_spec.short()
+        lr = "" if self.lowrank_up is None else f", lowrank={self.lowrank_up.shape[1]}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"W={w}, A={a}, backend={self.backend}")
+                f"W={w}, A={a}{lr}, backend={self.backend}")

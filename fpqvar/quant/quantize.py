@@ -189,7 +189,11 @@ def quantize_(model: nn.Module, recipe, calibration: CalibrationData | CalibConf
         if not st.transformed:  # the float reference of a modulation producer is its folded weight
             inner = model.get_submodule(st.site.module)
             inner = inner.linear if isinstance(inner, TransformedInput) else inner
-            st.w0_OI = inner.weight.detach().float().clone()
+            folded = inner.weight.detach().float()
+            if (st.weight_q is not None or st.lowrank is not None) and not torch.equal(folded, st.w0_OI):
+                raise ValueError(f"quantize_: {st.name} was rounded / split (GPTQ / SVDQuant) before another site's "
+                                 "input scale was folded into it; leave this modulation linear out of those steps")
+            st.w0_OI = folded.clone()
             st.bias_O = None if inner.bias is None else inner.bias.detach().float().clone()
         _install(model, st, initial[st.name], rep, report, pretransformed[st.name])
     operand = {name: a for name, (_, a) in specs.items() if a is not None and not name.endswith(".kv")
@@ -220,10 +224,23 @@ def _install(model: nn.Module, st: SiteState, initial: tuple, rep: QuantReport, 
         (mod, None, None)
     if not isinstance(inner, nn.Linear):
         raise ValueError(f"quantize_: {s.name} holds a {type(inner).__name__}, expected nn.Linear")
-    act_scale = None
+    act_scale = act_zp = None
     if st.aspec is not None and st.aspec.static:
-        act_scale = static_act_scale(st, st.aspec).to(inner.weight.device)
-    q = QuantLinear.from_linear(inner, st.wspec, st.aspec, rotation=rot, act_scale=act_scale, input_scale=scale)
+        if st.aspec.asymmetric or st.aspec.static_sets is not None:
+            from fpqvar.quant.static_act import calibrate_static
+
+            act_scale, act_zp = calibrate_static(st.rows(), st.aspec, st.name)
+            act_zp = None if act_zp is None else act_zp.to(inner.weight.device)
+        else:
+            act_scale = static_act_scale(st, st.aspec)
+        act_scale = act_scale.to(inner.weight.device)
+    weight_q = None
+    if st.weight_q is not None:
+        weight_q = st.weight_q.for_spec(st.wspec, st.name)
+    q = QuantLinear.from_linear(inner, st.wspec, st.aspec, rotation=rot, act_scale=act_scale, input_scale=scale,
+                                act_zero_point=act_zp, weight_q=weight_q, lowrank=st.lowrank,
+                                weight_OI=None if st.lowrank is None else st.weight_to_quantize(),
+                                patch_nums=tuple(model.patch_nums))
     if st.lam_C is not None:
         q.set_input_lambda(st.lam_C.float().to(inner.weight.device))
     set_module(model, s.module, q)
@@ -236,9 +253,9 @@ def _install(model: nn.Module, st: SiteState, initial: tuple, rep: QuantReport, 
         info["formats"] = st.info["formats"]
     rep.layers[s.name] = info
     if want_report and st.has_rows():
-        stages = [(name, snap.lam_C, snap.Q_bb, snap.wspec, snap.aspec) for name, snap in st.stages]
+        stages = [(name, snap.lam_C, snap.Q_bb, snap.wspec, snap.aspec, snap.fn) for name, snap in st.stages]
         dev = inner.weight.device
         rows_x = [x.to(dev) for x in st.raw_rows()]
         rep.sqnr.extend(layer_sqnr_rows(s.name, rows_x, st.w0_OI.to(dev), st.bias_O, *initial,
                                         stages=stages, module=None if pretransformed else q,
-                                        module_lam=st.lam_C, act_scale=act_scale))
+                                        module_lam=st.lam_C, act_scale=act_scale, act_zero_point=act_zp))

@@ -66,9 +66,9 @@ class Rule(StrictConfig):
                 raise ConfigError(f"Rule({self.pattern!r}).act.granularity 'channel' is for weights and the "
                                   "attention V operand (one scale per channel across tokens); use 'token', "
                                   "'group' or 'tensor'")
-            if a.static and (a.granularity == "token" or a.asymmetric):
-                raise ConfigError(f"Rule({self.pattern!r}).act: static scales need a symmetric format and "
-                                  f"granularity 'tensor' or 'group', got {a.fmt!r} / {a.granularity!r}")
+            if a.static and a.granularity not in ("tensor", "group"):
+                raise ConfigError(f"Rule({self.pattern!r}).act: static scales need granularity 'tensor' or "
+                                  f"'group', got {a.fmt!r} / {a.granularity!r}")
 
     def to_dict(self) -> dict:
         d = super().to_dict()

@@ -80,6 +80,7 @@ def _named() -> list[Recipe]:
     r += _baselines()
     r += _block_formats()
     out = {x.name: x for x in r}
+    out.update({x.name: x for x in _peers(out)})
     for base in ("fpqvar-w4a4", "fpqvar-w6a6"):
         b = out[base]
         out[f"{base}-kv6"] = Recipe(f"{base}-kv6", (Rule("blocks.*.attn.kv", None, _KV6),) + b.rules,
@@ -96,6 +97,12 @@ def _block_formats() -> list[Recipe]:
     from fpqvar.quant.block_recipes import block_recipes  # MX / NVFP4 (issue 14)
 
     return block_recipes()
+
+
+def _peers(named: dict[str, Recipe]) -> list[Recipe]:
+    from fpqvar.quant.peers import peer_recipes
+
+    return peer_recipes(named)
 
 
 # old names -> what they became (a clear message instead of a silently different method)

@@ -71,16 +71,22 @@ def _rotate_fn(Q_bb: torch.Tensor | None):
     return rot
 
 
-def _stage_fn(w0, b, lam, rotate, wspec, aspec, act_scale):
-    """The stage's quantized layer as a function of the untransformed input x (weight quantized once)."""
+def _stage_fn(w0, b, lam, rotate, wspec, aspec, act_scale, act_zero_point=None):
+    """The stage's quantized layer as a function of the untransformed input x (weight quantized once) and the
+    scale index of its rows (static activation sets per scale)."""
+    from fpqvar.quant.static_act import quantize_static
+
     ws = w0 if lam is None else w0 / lam
     ws = rotate(ws) if rotate is not None else ws
     w_hat = fake_quant_weight(ws, wspec).float()
 
-    def f(x):
+    def f(x, si=None):
         xs = x if lam is None else x * lam
         xs = rotate(xs) if rotate is not None else xs
-        xq = xs if aspec is None else quantize_activation(xs, aspec, act_scale)
+        if aspec is not None and aspec.static and act_scale is not None:
+            xq = quantize_static(xs, aspec, act_scale, act_zero_point, None, 0 if si is None else si)
+        else:
+            xq = xs if aspec is None else quantize_activation(xs, aspec, act_scale)
         return torch.nn.functional.linear(xq.float(), w_hat, b)
     return f
 
@@ -90,20 +96,23 @@ def layer_sqnr_rows(name: str, x_per_scale: list[torch.Tensor], w0_OI: torch.Ten
                     wspec: QuantSpec | None, aspec: QuantSpec | None, *, stages=None,
                     smooth_lam: torch.Tensor | None = None, galt_lam: torch.Tensor | None = None, rotate=None,
                     module=None, module_lam: torch.Tensor | None = None,
-                    act_scale: torch.Tensor | None = None) -> list[dict]:
+                    act_scale: torch.Tensor | None = None,
+                    act_zero_point: torch.Tensor | None = None) -> list[dict]:
     """Rows ``{layer, scale, stage, sqnr_db, tokens}`` of one layer on its calibration rows.
 
     ``stages``: ``[(stage, lam_C | None, Q_bb | None, wspec, aspec), ...]``, cumulative plan states after each
     recipe step (``quantize_`` passes them). Without ``stages`` they are built from ``smooth_lam`` / ``galt_lam``
     (total input scales) and ``rotate(t)`` (the site's rotation). ``rtn`` (the given formats, DFQ replaced by its
     positive side's plain format, no transforms) and ``dfq`` come first; ``final`` is ``module`` itself fed
-    ``x * module_lam`` (lambda that lives in ada_lin after fusion).
+    ``x * module_lam`` (lambda that lives in ada_lin after fusion). A stage tuple may carry a sixth element,
+    ``fn(x, scale_index)``: the stage's layer as its step computed it (GPTQ rounding, a low-rank branch).
     """
     w0 = w0_OI.float()
     b = None if bias is None else bias.float()
-    fns = [("rtn", _stage_fn(w0, b, None, None, wspec, _plain(aspec), act_scale))]
+    zp = act_zero_point
+    fns = [("rtn", _stage_fn(w0, b, None, None, wspec, _plain(aspec), act_scale, zp))]
     if aspec is not None and aspec.dfq is not None:
-        fns.append(("dfq", _stage_fn(w0, b, None, None, wspec, aspec, act_scale)))
+        fns.append(("dfq", _stage_fn(w0, b, None, None, wspec, aspec, act_scale, zp)))
     if stages is None:
         stages = []
         if smooth_lam is not None:
@@ -114,16 +123,19 @@ def layer_sqnr_rows(name: str, x_per_scale: list[torch.Tensor], w0_OI: torch.Ten
             stages.append(("galt", galt_lam, rotate, wspec, aspec))
         if module_lam is None:
             module_lam = galt_lam if galt_lam is not None else smooth_lam
-    for st, lam, Q, ws, as_ in stages:
+    for st, lam, Q, ws, as_, *fn in stages:
+        if fn and fn[0] is not None:
+            fns.append((st, fn[0]))
+            continue
         rot = Q if callable(Q) else _rotate_fn(Q)
         lam32 = None if lam is None else lam.to(w0.device, torch.float32)
-        fns.append((st, _stage_fn(w0, b, lam32, rot, ws, as_, act_scale)))
+        fns.append((st, _stage_fn(w0, b, lam32, rot, ws, as_, act_scale, zp)))
     if module is not None:
         lam_in = module_lam
         if getattr(module, "input_scale", None) is not None:
             lam_in = None  # the module multiplies by lambda itself (shared AdaLN / no modulation to fold into)
         lam_in = None if lam_in is None else lam_in.to(w0.device, torch.float32)
-        fns.append(("final", lambda x: module(x if lam_in is None else x * lam_in).float()))
+        fns.append(("final", lambda x, si: module(x if lam_in is None else x * lam_in, scale_index=si).float()))
     rows = []
     tot: dict[str, list[float]] = {st: [0.0, 0.0] for st, _ in fns}  # "all" = pooled signal / error sums
     n_all = 0
@@ -135,7 +147,7 @@ def layer_sqnr_rows(name: str, x_per_scale: list[torch.Tensor], w0_OI: torch.Ten
         y_ref = torch.nn.functional.linear(x, w0, b).double()
         sig = float(y_ref.pow(2).sum())
         for st, f in fns:
-            err = float((y_ref - f(x).double()).pow(2).sum())
+            err = float((y_ref - f(x, si).double()).pow(2).sum())
             tot[st][0] += sig
             tot[st][1] += err
             rows.append({"layer": name, "scale": si, "stage": st, "sqnr_db": _db(sig, err),

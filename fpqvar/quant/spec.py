@@ -47,6 +47,9 @@ class QuantSpec(StrictConfig):
     static: bool = False
     fixed_scale: float | None = None  # a constant activation scale (zero point 0), e.g. LiteVAR's 1/256 map
     scale_rule: str | None = None  # MX block formats only (None there means "floor"); see the module docstring
+    # static only: one calibrated parameter set per VAR scale ("scale") or two, the first scale's token and
+    # the rest ("sink"): PTQ4ARVG's static token-wise quantization (fpqvar.quant.static_act)
+    static_sets: str | None = None
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -94,6 +97,13 @@ class QuantSpec(StrictConfig):
             if self.granularity != "tensor" or self.static or self.dfq is not None:
                 raise ValueError("QuantSpec.fixed_scale needs granularity 'tensor', static=False and no dfq, got "
                                  f"granularity {self.granularity!r}, static {self.static}, dfq {self.dfq!r}")
+
+        if self.static_sets is not None:
+            if self.static_sets not in ("scale", "sink"):
+                raise ValueError(f"QuantSpec.static_sets must be None, 'scale' or 'sink', got {self.static_sets!r}")
+            if not self.static or self.granularity not in ("tensor", "group"):
+                raise ValueError("QuantSpec.static_sets needs static=True and granularity 'tensor' or 'group', got "
+                                 f"static {self.static}, granularity {self.granularity!r}")
 
     def _check_block(self) -> None:
         b = BLOCK_FORMATS[self.fmt]
@@ -158,4 +168,5 @@ class QuantSpec(StrictConfig):
             name = f"dfq-{self.fmt}" if self.dfq else self.fmt
             g += "" if self.scale_rule in (None, "floor") else f"/{self.scale_rule}"
         fixed = "" if self.fixed_scale is None else f"/s={self.fixed_scale:g}"
-        return f"{name}/{g}" + ("/static" if self.static else "") + fixed
+        sets = "" if self.static_sets is None else f"-{self.static_sets}"
+        return f"{name}/{g}" + ("/static" + sets if self.static else "") + fixed

@@ -13,7 +13,7 @@ from fpqvar.model.sites import model_sites
 from fpqvar.quant import CalibConfig, QuantLinear, calibrate, quantize_
 from fpqvar.quant.recipes import Recipe, Rule, get_recipe, recipe_names
 from fpqvar.quant.spec import QuantSpec
-from fpqvar.quant.steps import GALT, GHT, FormatSearch, FullHadamard, SmoothQuant
+from fpqvar.quant.steps import GALT, GHT, GPS, FormatSearch, FullHadamard, SmoothQuant, SVDQuant
 from fpqvar.transforms.galt import GALTConfig
 from tests.quant.conftest import make_small
 
@@ -136,9 +136,12 @@ _G2 = GALT(config=GALTConfig(epochs=2))
 _SQ = SmoothQuant()
 _SQ_ALL = SmoothQuant(sites=("blocks.*.attn.proj", "blocks.*.ffn.fc2", "head"))  # online scales (no modulation)
 STEPS = {"ght": GHT(), "hadamard": FullHadamard(), "smoothquant": _SQ, "galt": _G2, "smooth_online": _SQ_ALL,
-         "ght_head": GHT(sites=("head", "blocks.*.attn.proj"))}
+         "ght_head": GHT(sites=("head", "blocks.*.attn.proj")),
+         # issue 14: SVDQuant's smoothing + low-rank split (no rule: the residual stays float), PTQ4ARVG's GPS
+         "svdquant": SVDQuant(alphas=(0.5,), lowrank_iters=2), "gps": GPS(weight_fmt="uint8", act_bits=8)}
 PAIRS = [("ght", "galt"), ("hadamard", "galt"), ("ght", "smoothquant"), ("smoothquant", "galt"),
-         ("hadamard", "smoothquant"), ("ght", "smooth_online"), ("ght_head", "smooth_online"), ("galt", "ght")]
+         ("hadamard", "smoothquant"), ("ght", "smooth_online"), ("ght_head", "smooth_online"), ("galt", "ght"),
+         ("smoothquant", "gps"), ("smoothquant", "svdquant")]
 
 
 def _preserves(steps, calib, make=make_small) -> None:
@@ -167,7 +170,8 @@ def test_every_pair_of_transforms_preserves_function(pair, calib):
 def test_all_kinds_are_covered_by_the_preservation_tests():
     from fpqvar.quant.steps import transform_kinds
 
-    covered = {STEPS[k].KIND for k in STEPS} | {"format_search"}  # format search changes formats, not functions
+    # format search changes formats and GPTQ the rounding, not the function
+    covered = {STEPS[k].KIND for k in STEPS} | {"format_search", "gptq"}
     assert set(transform_kinds()) <= covered
 
 

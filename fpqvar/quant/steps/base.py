@@ -99,6 +99,8 @@ class Snapshot:
     Q_bb: torch.Tensor | None
     wspec: QuantSpec | None
     aspec: QuantSpec | None
+    fn: Callable | None = None  # ``fn(x, scale_index) -> y`` of the untransformed input, for steps that change
+    # the layer beyond (lam, Q, specs): GPTQ's rounding, SVDQuant's low-rank branch
 
 
 @dataclass
@@ -117,6 +119,9 @@ class SiteState:
     rotation: str | None = None  # "ght128", "full1920", ...
     info: dict = field(default_factory=dict)
     stages: list[tuple[str, Snapshot]] = field(default_factory=list)
+    # set by the last steps of a plan (steps/gptq.py, steps/svdquant.py); the swap phase uses them as they are
+    lowrank: tuple[torch.Tensor, torch.Tensor] | None = None  # (up_Or, down_rI), 16-bit: W ~ R + up @ down
+    weight_q: object | None = None  # steps.gptq.RoundedWeight: codes + scales the swap phase installs as they are
 
     @property
     def name(self) -> str:
@@ -126,14 +131,34 @@ class SiteState:
     def transformed(self) -> bool:
         return self.lam_C is not None or self.Q_bb is not None
 
-    def snapshot(self, stage: str) -> None:
-        self.stages.append((stage, Snapshot(self.lam_C, self.Q_bb, self.wspec, self.aspec)))
+    def snapshot(self, stage: str, fn: Callable | None = None) -> None:
+        self.stages.append((stage, Snapshot(self.lam_C, self.Q_bb, self.wspec, self.aspec, fn)))
+
+    def _check_open(self, what: str) -> None:
+        """Low-rank branches and rounded weights are computed for the final input transform: nothing may change
+        it afterwards (they would silently belong to another weight)."""
+        done = [n for n, v in (("a low-rank branch (SVDQuant)", self.lowrank), ("rounded weights (GPTQ)",
+                                                                              self.weight_q)) if v is not None]
+        if done:
+            raise ValueError(f"{self.name}: {what} after {' and '.join(done)} were computed; put GPTQ / SVDQuant "
+                             "after every scaling, rotation and format step of the recipe")
+
+    def weight_to_quantize(self) -> torch.Tensor:
+        """The float32 weight the quantizer rounds: ``(W / lam) Q`` minus the low-rank branch if there is one
+        (the difference computed in float64 from the stored 16-bit factors, cast once)."""
+        w = self.weight()
+        if self.lowrank is None:
+            return w
+        up, down = self.lowrank
+        return (w.double() - up.double() @ down.double()).float()
 
     def multiply_lam(self, lam_C: torch.Tensor) -> None:
+        self._check_open("an input scaling")
         lam = lam_C.detach().to(torch.float64).cpu()
         self.lam_C = lam if self.lam_C is None else self.lam_C * lam
 
     def set_rotation(self, Q_bb: torch.Tensor, label: str) -> None:
+        self._check_open("a rotation")
         if self.Q_bb is not None:
             raise ValueError(f"{self.name}: two rotations in one recipe ({self.rotation} and {label}); a site "
                              "takes one")
