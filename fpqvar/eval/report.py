@@ -17,7 +17,8 @@ from fpqvar.io_utils import atomic_write_json, atomic_write_text
 
 TABLE_VERSION = 1
 SITES = ("attn.mat_qkv", "attn.proj", "ffn.fc1", "ffn.fc2")
-_WEIGHT_SUFFIXES = (".weight_codes", ".weight_scale", ".weight_zero_point")
+_WEIGHT_SUFFIXES = (".weight_codes", ".weight_scale", ".weight_zero_point", ".weight_tensor_scale", ".lowrank_up",
+                    ".lowrank_down")  # scale and low-rank (SVDQuant) overhead included
 
 
 def recipe_bits(recipe) -> dict:
