@@ -133,8 +133,9 @@ class QuantSpec(StrictConfig):
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        if d["scale_rule"] is None:  # omitted where unused: the specs of existing recipes serialise as before
-            del d["scale_rule"]
+        for k in ("scale_rule", "static_sets"):  # omitted where unused: existing recipes serialise as before
+            if d[k] is None:
+                del d[k]
         return d
 
     @property
