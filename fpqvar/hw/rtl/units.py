@@ -36,6 +36,11 @@ def _int4_mul():
     return Int4Mul()
 
 
+def _int4_sym_mul():
+    from fpqvar.hw.rtl.int4_sym_mul import Int4SymMul
+    return Int4SymMul()
+
+
 def _quant(fmt):
     from fpqvar.hw.rtl.quantizer import FpQuantizer
     return FpQuantizer(fmt, "rne")
@@ -53,6 +58,8 @@ def _fht():
 
 _LIST = [
     UnitInfo("int4_mul", "INT4 x INT4 -> int8, two's complement (baseline)", _int4_mul, False, "multiplier"),
+    UnitInfo("int4_sym_mul", "symmetric INT4 (-7..7) sign-magnitude ROM multiplier (6-bit mag; fair baseline)",
+             _int4_sym_mul, False, "multiplier"),
     UnitInfo("fp4_mul", "E2M1 x E2M1 LUT multiplier, sign-magnitude out (8-bit mag, units 1/4)",
              _fp4_mul, False, "multiplier"),
     UnitInfo("fp4_mul_twos", "E2M1 x E2M1 LUT multiplier, two's-complement out (anti-pattern, sec. 6)",
@@ -65,6 +72,8 @@ _LIST = [
              lambda: _quant("dfq"), False, "quantizer"),
     UnitInfo("pe_int4", "128-lane INT4 dot product, pipelined adder tree (15-bit out)",
              lambda: _pe("int4"), True, "pe"),
+    UnitInfo("pe_int4_sym", "128-lane symmetric INT4 dot product, sign applied in the tree (14-bit out)",
+             lambda: _pe("int4_sym"), True, "pe"),
     UnitInfo("pe_fp4", "128-lane FP4 dot product, sign applied in the pipelined tree (16-bit out)",
              lambda: _pe("fp4"), True, "pe"),
     UnitInfo("pe_dfq", "128-lane DFQ dot product, one pipelined tree per half (15-bit neg, 17-bit pos out)",
