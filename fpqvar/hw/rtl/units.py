@@ -18,7 +18,7 @@ class UnitInfo:
     description: str
     factory: Callable
     clocked: bool
-    category: str  # "multiplier", "quantizer", "pe", "fht" (rows of the area table)
+    category: str  # "multiplier", "quantizer", "pe", "scale", "fht", "tile" (rows of the area table)
 
 
 def _fp4_mul(output="sign_magnitude"):
@@ -51,6 +51,13 @@ def _pe(kind):
     return DotProductPE(kind, 128)
 
 
+def _scale_acc(kind):
+    from fpqvar.hw.datapath import accumulator_bits
+    from fpqvar.hw.rtl.scale_acc import ScaleAccumulate
+    d_bits = accumulator_bits("dfq_pos" if kind == "dfq" else kind)
+    return ScaleAccumulate(d_bits, {"fp4": 2, "dfq": 3}[kind], bias=True)
+
+
 def _fht():
     from fpqvar.hw.rtl.fht import FhtUnit
     return FhtUnit(128, 8)
@@ -78,6 +85,10 @@ _LIST = [
              lambda: _pe("fp4"), True, "pe"),
     UnitInfo("pe_dfq", "128-lane DFQ dot product, one pipelined tree per half (15-bit neg, 17-bit pos out)",
              lambda: _pe("dfq"), True, "pe"),
+    UnitInfo("scale_acc_fp4", "per-group scale-and-accumulate, float32 (2 mul + 2 add, 4 stages), FP4 sums",
+             lambda: _scale_acc("fp4"), True, "scale"),
+    UnitInfo("scale_acc_dfq", "per-group scale-and-accumulate, float32, DFQ half sums (17-bit, units 1/8)",
+             lambda: _scale_acc("dfq"), True, "scale"),
     UnitInfo("fht128", "128-point FHT, 8-bit in / 15-bit out, 7 registered butterfly stages",
              _fht, True, "fht"),
 ]
