@@ -46,7 +46,7 @@ YOSYS_INSTALL_HINT = ("Yosys not found: install it with `apt-get install -y yosy
 FAMILIES = ("xcup", "xcu", "xc7")
 # Rows of `fpqvar hw area`: the three multiplier kinds (+ the two's-complement counter-example), the PEs, FHT.
 AREA_UNITS = ("int4_mul", "int4_sym_mul", "fp4_mul", "fp4_mul_twos", "dfq_mul", "quant_e2m1", "quant_dfq",
-              "pe_int4", "pe_int4_sym", "pe_fp4", "pe_dfq", "scale_acc_fp4", "scale_acc_dfq", "fht128")
+              "quant_front_e2m1", "quant_front_dfq", "pe_int4", "pe_int4_sym", "pe_fp4", "pe_dfq", "scale_acc_fp4", "scale_acc_dfq", "fht128")
 
 
 class SynthError(RuntimeError):

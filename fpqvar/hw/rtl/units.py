@@ -46,6 +46,11 @@ def _quant(fmt):
     return FpQuantizer(fmt, "rne")
 
 
+def _quant_front(fmt):
+    from fpqvar.hw.rtl.quant_front import QuantFrontEnd
+    return QuantFrontEnd(fmt, "rne", lanes=16)
+
+
 def _pe(kind):
     from fpqvar.hw.rtl.pe import DotProductPE
     return DotProductPE(kind, 128)
@@ -77,6 +82,10 @@ _LIST = [
              lambda: _quant("e2m1"), False, "quantizer"),
     UnitInfo("quant_dfq", "DFQ quantizer compare stage (7-bit fixed-point magnitude in, RNE)",
              lambda: _quant("dfq"), False, "quantizer"),
+    UnitInfo("quant_front_e2m1", "E2M1 quantizer front end, 16 float32/beat: absmax, scale (no divider), "
+             "exact midpoint compare, 2-bank group buffer", lambda: _quant_front("e2m1"), True, "quantizer"),
+    UnitInfo("quant_front_dfq", "DFQ quantizer front end, 16 float32/beat: two absmax / scales, both halves' "
+             "compares", lambda: _quant_front("dfq"), True, "quantizer"),
     UnitInfo("pe_int4", "128-lane INT4 dot product, pipelined adder tree (15-bit out)",
              lambda: _pe("int4"), True, "pe"),
     UnitInfo("pe_int4_sym", "128-lane symmetric INT4 dot product, sign applied in the tree (14-bit out)",
