@@ -17,7 +17,7 @@ _UNITS_HELP = ", ".join(unit_names())
 def register(app: typer.Typer, hw_app: typer.Typer) -> None:
     @hw_app.command("rtl")
     def rtl(
-        unit: str = typer.Option(..., "--unit", help=f"Unit to generate: {_UNITS_HELP}."),
+        unit: str = typer.Option(..., "--unit", help=f"Unit to generate (hyphens or underscores): {_UNITS_HELP}."),
         out: Path = typer.Option(..., "--out", help="Output directory (gets UNIT.v, and UNIT.synth/ with --synth)."),
         synth: bool = typer.Option(False, "--synth", help="Also run Yosys synth_xilinx and report cell counts."),
         timing: bool = typer.Option(False, "--timing", help="Measure latency / initiation interval by simulation "
@@ -30,6 +30,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         from fpqvar.hw.rtl.units import UNITS, unit_verilog
         from fpqvar.io_utils import atomic_write_text
 
+        unit = sy.canonical_unit(unit)
         if unit not in UNITS:
             fail(f"unknown unit {unit!r}; known: {', '.join(UNITS)}")
         if timing and unit not in TIMED_UNITS:
@@ -69,12 +70,14 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         units: str = typer.Option(",".join(AREA_UNITS), "--units",
                                   help="Comma-separated units (the PEs and FHT take ~1 min each)."),
         json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Synthesize again even if a cached result "
+                                      "(same Verilog, flow and Yosys version) exists."),
     ) -> None:
         """Synthesize the multipliers, quantizers, PEs and FHT unit; write the LUT / FF table (JSON + Markdown)."""
         from fpqvar.hw import synth as sy
         from fpqvar.hw.rtl.units import UNITS
 
-        names = tuple(u.strip() for u in units.split(",") if u.strip())
+        names = tuple(sy.canonical_unit(u) for u in units.split(",") if u.strip())
         bad = [u for u in names if u not in UNITS]
         if bad or not names:
             fail(f"--units: unknown or empty {bad or units!r}; known: {', '.join(UNITS)}")
@@ -82,7 +85,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             fail(sy.YOSYS_INSTALL_HINT)
         try:
             table = sy.area_table(names, progress=None if json_out else
-                                  lambda u: typer.echo(f"synthesizing {u} ...", err=True))
+                                  lambda u: typer.echo(f"synthesizing {u} ...", err=True), cache=not no_cache)
         except sy.SynthError as e:
             fail(str(e))
         json_path, md_path = sy.write_area_table(table, out)
