@@ -276,8 +276,9 @@ def area_table(units: tuple[str, ...] = AREA_UNITS, config: SynthConfig = SynthC
                      "muxf": r.muxf, "dsp": r.dsp, "other_cells": r.other_cells, "seconds": r.seconds})
     by = {row["unit"]: row for row in rows}
     ratios = {}
-    for num, den in (("fp4_mul", "int4_mul"), ("fp4_mul", "int4_sym_mul"), ("pe_fp4", "pe_int4_sym"), ("dfq_mul", "fp4_mul"), ("fp4_mul_twos", "fp4_mul"),
-                     ("pe_fp4", "pe_int4"), ("pe_dfq", "pe_fp4")):
+    for num, den in (("fp4_mul", "int4_mul"), ("fp4_mul", "int4_sym_mul"), ("dfq_mul", "fp4_mul"),
+                     ("fp4_mul_twos", "fp4_mul"), ("pe_fp4", "pe_int4"), ("pe_fp4", "pe_int4_sym"),
+                     ("pe_dfq", "pe_fp4")):
         if num in by and den in by and by[den]["luts"]:
             ratios[f"{num}/{den}_luts"] = round(by[num]["luts"] / by[den]["luts"], 3)
     return {"version": 1, "yosys_version": yosys_version(), "family": config.family, "flow": config.flow,

@@ -12,8 +12,7 @@ pytest.importorskip("amaranth")
 from amaranth.sim import Simulator  # noqa: E402
 
 from fpqvar.hw.rtl.tile import GemmTile  # noqa: E402
-from fpqvar.hw.rtl.tile_io import (activation_beats, expected_outputs, f32_bits, unpack_output,  # noqa: E402
-                                   weight_beats)
+from fpqvar.hw.rtl.tile_io import activation_beats, expected_outputs, f32_bits, unpack_output, weight_beats  # noqa: E402
 from fpqvar.hw.rtl.tile_model import TileConfig, check_layer, tile_cycles  # noqa: E402
 
 SMALL = TileConfig(n_pe=2, lanes=8, max_tokens=16, max_groups=4, max_passes=8, fifo_depth=10)  # minimum FIFO

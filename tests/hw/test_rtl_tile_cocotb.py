@@ -13,7 +13,6 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("cocotb_tools", reason="cocotb (>= 2.0) not installed: pip install cocotb")
@@ -36,9 +35,8 @@ def tile_case(tmp_path_factory):
     from fpqvar.hw.rtl.tile import GemmTile
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from tile_layer import default_layer
-
     from amaranth.back import verilog
+    from tile_layer import default_layer
 
     x, a, sa, wc, sw, b, w, n_differ = default_layer()
     T, K = a.shape

@@ -17,7 +17,6 @@ def default_layer():
     import torch
 
     from fpqvar.formats import quantize
-    from fpqvar.hw import quantizer_int as qi
     from fpqvar.model import load_model
 
     torch.set_num_threads(1)

@@ -63,12 +63,18 @@ def _scale_acc(kind):
     return ScaleAccumulate(d_bits, {"fp4": 2, "dfq": 3}[kind], bias=True)
 
 
+def _tile():
+    from fpqvar.hw.rtl.tile import GemmTile
+    from fpqvar.hw.rtl.tile_model import TileConfig
+    return GemmTile(TileConfig())
+
+
 def _fht():
     from fpqvar.hw.rtl.fht import FhtUnit
     return FhtUnit(128, 8)
 
 
-_LIST = [
+_LIST = [  # gemm_tile is not in synth.AREA_UNITS (its synthesis takes many minutes): `hw area --units gemm-tile`
     UnitInfo("int4_mul", "INT4 x INT4 -> int8, two's complement (baseline)", _int4_mul, False, "multiplier"),
     UnitInfo("int4_sym_mul", "symmetric INT4 (-7..7) sign-magnitude ROM multiplier (6-bit mag; fair baseline)",
              _int4_sym_mul, False, "multiplier"),
@@ -98,6 +104,8 @@ _LIST = [
              lambda: _scale_acc("fp4"), True, "scale"),
     UnitInfo("scale_acc_dfq", "per-group scale-and-accumulate, float32, DFQ half sums (17-bit, units 1/8)",
              lambda: _scale_acc("dfq"), True, "scale"),
+    UnitInfo("gemm_tile", "GEMM tile (TileConfig defaults): 4 FP4 PEs x 128 lanes, 4 scale-and-accumulate units, "
+             "64x8-group activation buffer, AXI4-Stream ports", _tile, True, "tile"),
     UnitInfo("fht128", "128-point FHT, 8-bit in / 15-bit out, 7 registered butterfly stages",
              _fht, True, "fht"),
 ]
