@@ -120,7 +120,6 @@ def test_front_end_dfq_equals_the_datapath(rounding):
     np.testing.assert_array_equal(codes, ref_codes)
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")  # the rejected constructions below
 @pytest.mark.parametrize("lanes", [2, 32])
 def test_front_end_other_beat_widths_and_validation(lanes):
     """Narrow and wide beats give the same results; bad parameters name the field. (128 lanes, one group per

@@ -117,12 +117,12 @@ class QuantFrontEnd(wiring.Component):
     ``scale_pos``)."""
 
     def __init__(self, fmt: str = "e2m1", rounding: str = "rne", lanes: int = 16):
-        if fmt not in FRONT_FORMATS:
-            raise ValueError(f"QuantFrontEnd fmt must be one of {FRONT_FORMATS}, got {fmt!r}")
-        if rounding not in ROUNDINGS:
-            raise ValueError(f"QuantFrontEnd rounding must be one of {ROUNDINGS}, got {rounding!r}")
-        if lanes < 1 or GROUP % lanes:
-            raise ValueError(f"QuantFrontEnd lanes must divide the group size {GROUP}, got {lanes}")
+        err = (f"fmt must be one of {FRONT_FORMATS}, got {fmt!r}" if fmt not in FRONT_FORMATS else
+               f"rounding must be one of {ROUNDINGS}, got {rounding!r}" if rounding not in ROUNDINGS else
+               f"lanes must divide the group size {GROUP}, got {lanes}" if lanes < 1 or GROUP % lanes else None)
+        if err:
+            self._MustUse__silence = True  # a rejected unit is not an "unused elaboratable" (Amaranth warns)
+            raise ValueError(f"QuantFrontEnd {err}")
         self.fmt, self.rounding, self.lanes = fmt, rounding, lanes
         self.beats = GROUP // lanes
         self.latency_cycles = self.beats + 3  # first beat in -> first codes out, beats back to back
