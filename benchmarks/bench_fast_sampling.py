@@ -25,11 +25,16 @@ import time
 import torch
 
 from fpqvar import kernels
-from fpqvar.quant import kernels_gemm  # noqa: F401  (registers the int_gemm operations with the selector)
 from fpqvar.model import build_var, build_vqvae, get_model_spec
 from fpqvar.model.sampling import sample_tokens
 from fpqvar.model.zoo import VARConfig, VQVAEConfig
-from fpqvar.quant import Recipe, get_recipe, quantize_, set_backend
+from fpqvar.quant import (
+    Recipe,
+    get_recipe,
+    kernels_gemm,  # noqa: F401  (registers the int_gemm operations with the selector)
+    quantize_,
+    set_backend,
+)
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _isa import header, run_modes  # noqa: E402

@@ -4,8 +4,9 @@
    x @ Q_1920 (full randomized Hadamard, dense; 1920 = 60 x 32), both as plain matmuls (environment.md section 3),
    float32 and bfloat16, median of ``--repeats`` interleaved runs. FLOP ratio 15; the paper reports 3.9x measured.
 2. GALT (``learn_galt_lambda``, default config: keep="best", backward GEMM dtype "auto", i.e. measured) for
-   var-d16- and var-d30-sized mat_qkv (C -> 3C) and fc1 (C -> 4C) on random calibration tensors: all 10 scales of the 256px model, 100
-   samples x 2 CFG rows (680 x 200 = 136k tokens per layer; the default model: C = 256, 6 scales, 130 x 200
+   var-d16- and var-d30-sized mat_qkv (C -> 3C) and fc1 (C -> 4C) on random calibration tensors:
+   all 10 scales of the 256px model, 100 samples x 2 CFG rows (680 x 200 = 136k tokens per layer;
+   the default model: C = 256, 6 scales, 130 x 200
    tokens), with a few outlier channels per scale, subsampled
    by GALT's ``max_tokens_per_scale`` cap. Only ``--epochs`` epochs are run (50 are too slow here); the 50-epoch
    time is extrapolated as ``T0 + 50 (T_E - T0) / E``, T0 = setup + the lam = 1 evaluation (timed separately),

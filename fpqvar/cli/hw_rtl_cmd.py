@@ -17,7 +17,7 @@ _UNITS_HELP = ", ".join(unit_names())
 def register(app: typer.Typer, hw_app: typer.Typer) -> None:
     @hw_app.command("rtl")
     def rtl(
-        unit: str = typer.Option(..., "--unit", help=f"Unit to generate: {_UNITS_HELP}."),
+        unit: str = typer.Option(..., "--unit", help=f"Unit to generate (hyphens or underscores): {_UNITS_HELP}."),
         out: Path = typer.Option(..., "--out", help="Output directory (gets UNIT.v, and UNIT.synth/ with --synth)."),
         synth: bool = typer.Option(False, "--synth", help="Also run Yosys synth_xilinx and report cell counts."),
         timing: bool = typer.Option(False, "--timing", help="Measure latency / initiation interval by simulation "
@@ -69,6 +69,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         units: str = typer.Option(",".join(AREA_UNITS), "--units",
                                   help="Comma-separated units (the PEs and FHT take ~1 min each)."),
         json_out: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Synthesize again even if a cached result "
+                                      "(same Verilog, flow and Yosys version) exists."),
     ) -> None:
         """Synthesize the multipliers, quantizers, PEs and FHT unit; write the LUT / FF table (JSON + Markdown)."""
         from fpqvar.hw import synth as sy
@@ -82,7 +84,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             fail(sy.YOSYS_INSTALL_HINT)
         try:
             table = sy.area_table(names, progress=None if json_out else
-                                  lambda u: typer.echo(f"synthesizing {u} ...", err=True))
+                                  lambda u: typer.echo(f"synthesizing {u} ...", err=True), cache=not no_cache)
         except sy.SynthError as e:
             fail(str(e))
         json_path, md_path = sy.write_area_table(table, out)

@@ -86,7 +86,6 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             rec = load_recipe(recipe)
         except (ValueError, FileNotFoundError) as e:
             fail(str(e))
-        import torch
 
         from fpqvar import kernels
 

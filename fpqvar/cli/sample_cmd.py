@@ -94,7 +94,6 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
             labels = parse_classes(classes, MODELS[model].var.num_classes)
         except ValueError as e:
             fail(str(e))
-        import torch
 
         from fpqvar import kernels
 

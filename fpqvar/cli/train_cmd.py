@@ -40,7 +40,8 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
     def var(vae: Path = typer.Option(..., help="trained VQVAE weights (.safetensors)"),
             out: Path = typer.Option(Path("runs/var")), steps: int = 3000, batch_size: int = 64, lr: float = 4e-4,
             seed: int = 0, warmup: int = 200, ckpt_every: int = 100,
-            shifts: str = typer.Option("12", help="augmentation shift ids 0..24: (dy, dx) = (id//5-2, id%5-2); 12 = none")) -> None:
+            shifts: str = typer.Option(
+                "12", help="augmentation shift ids 0..24: (dy, dx) = (id//5-2, id%5-2); 12 = none")) -> None:
         """Class-conditional VAR on the VQVAE's tokens."""
         check_outputs({"--out": out}, {"--vae": vae}, folders=("--out",))
         from fpqvar.model import build_vqvae

@@ -36,11 +36,9 @@ from fpqvar.eval import sample_set as ss
 from fpqvar.eval.bootstrap import resample_indices
 from fpqvar.eval.distributed import DistContext, run_sample_set
 from fpqvar.eval.evaluate import load_metric_setup, quality_metrics
-from fpqvar.eval.fingerprint import (canonical_sha256, file_fingerprint, fingerprint_diff, recipe_sha256,
-                                     run_fingerprint)
+from fpqvar.eval.fingerprint import canonical_sha256, file_fingerprint, fingerprint_diff, recipe_sha256, run_fingerprint
 from fpqvar.eval.paired import damage_metrics
-from fpqvar.eval.plan import (FLOAT_RECIPE, PLAN_VERSION, EvalPlan, methods_of, model_files,  # noqa: F401
-                              plan_files_fingerprint)
+from fpqvar.eval.plan import FLOAT_RECIPE, PLAN_VERSION, EvalPlan, methods_of, model_files, plan_files_fingerprint  # noqa: F401
 from fpqvar.eval.report import float_weight_bytes, make_row, table_json, weight_bytes_from_file, write_tables
 from fpqvar.io_utils import FolderLock, atomic_write_json
 from fpqvar.quant.recipes import load_recipe

@@ -119,7 +119,8 @@ def metric_bars(rows: list[dict], path: str | os.PathLike, keys=("fid", "is", "p
     plt = _plt()
     names = [r["method"] for r in rows]
     keys = [k for k in keys if any(r.get(k) is not None for r in rows)]
-    titles = {"fid": "FID to real", "is": "IS", "fid_to_float": "FID to float", "psnr_to_float_db": "PSNR to float (dB)"}
+    titles = {"fid": "FID to real", "is": "IS", "fid_to_float": "FID to float",
+              "psnr_to_float_db": "PSNR to float (dB)"}
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2), squeeze=False)
     for ax, k in zip(axes[0], keys):
         v = np.array([np.nan if r.get(k) is None else r[k] for r in rows], dtype=float)

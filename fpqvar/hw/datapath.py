@@ -14,14 +14,17 @@ Multipliers (hardware.md section 6: keep the sign out of the multiplier):
   E2M1. ``sign = sel ^ sw``; magnitude = a 128-entry ROM over ``(sel, ma, mw)``, product in units of 1/8
   (E1M2 x E2M1 = quarters x halves; E2M1 x E2M1 = 2 * (halves x halves)): 0..288, **9 bits**.
 - **INT4** (baseline): two's-complement ``int4 x int4 -> int8`` (-56..64).
+- **Symmetric INT4** (the fair integer baseline, built like FP4): the symmetric grid -7..7 of
+  ``fpqvar.formats`` ``int4`` in sign-magnitude codes ``[s | m2 m1 m0]`` (``0b1000`` is -0, unused by the
+  quantizer); ``sign = sa ^ sb``, magnitude = a 64-entry ROM ``ma * mb``: 0..49, **6 bits**.
 
 Group dot product (128 lanes, the PE): lane products enter a binary adder tree of ``log2(lanes)`` levels that
 adds adjacent pairs; the sign is applied in the tree (first level adds ``+-mag``). A signed leaf needs
 ``product_bits + 1`` bits (FP4 9; INT4 8), each level one more bit, so the **accumulator has ``leaf + 7``
-bits for 128 lanes: FP4 16, INT4 15**, and this is tight: ``128 * max|product|`` (18432, 8192) needs exactly
-that many signed bits. DFQ has two trees (products masked by ``sel``), one sum per half since the halves have
-different scales: **negative half 15 bits** (128 * 84 = 10752), **positive half 17 bits** (128 * 288 =
-36864). Integer sums are exact, so the tree order does not matter for the value.
+bits for 128 lanes: FP4 16, INT4 15, symmetric INT4 14**, and this is tight: ``128 * max|product|`` (18432,
+8192, 6272) needs exactly that many signed bits. DFQ has two trees (products masked by ``sel``), one sum per
+half since the halves have different scales: **negative half 15 bits** (128 * 84 = 10752), **positive half
+17 bits** (128 * 288 = 36864). Integer sums are exact, so the tree order does not matter for the value.
 
 Scale application and cross-group accumulation (the order the fast paths must reuse), per output ``(t, o)``:
 
@@ -56,6 +59,10 @@ __all__ = [
     "dfq_mul",
     "int4_mul",
     "int4_value",
+    "int4_sym_mul_rom",
+    "int4_sym_mul",
+    "int4_sym_value",
+    "int4_sym_from_twos",
     "product_value",
     "leaf_bits",
     "accumulator_bits",
@@ -74,10 +81,10 @@ __all__ = [
 ]
 
 GROUP_SIZE = 128
-PRODUCT_UNIT = {"fp4": 0.25, "dfq": 0.125, "int4": 1.0}  # value of one LSB of the product
+PRODUCT_UNIT = {"fp4": 0.25, "dfq": 0.125, "int4": 1.0, "int4_sym": 1.0}  # value of one LSB of the product
 # Magnitude bits (fp4, dfq and its two halves); signed bits (int4). DFQ's negative half (E1M2 x E2M1) tops at
 # 84 / 8 (7 bits), its positive half at 288 / 8 (9 bits): the PE gives each half a tree of its own width.
-PRODUCT_BITS = {"fp4": 8, "dfq": 9, "dfq_neg": 7, "dfq_pos": 9, "int4": 8}
+PRODUCT_BITS = {"fp4": 8, "dfq": 9, "dfq_neg": 7, "dfq_pos": 9, "int4": 8, "int4_sym": 6}
 _U32 = 2.0**-24  # float32 unit roundoff
 
 
@@ -139,15 +146,42 @@ def int4_mul(a, b) -> np.ndarray:
     return int4_value(a) * int4_value(b)
 
 
+@lru_cache(maxsize=None)
+def int4_sym_mul_rom() -> tuple[int, ...]:
+    """Symmetric INT4 magnitude ROM: entry ``(ma << 3) | mb`` = ``ma * mb`` (0..49)."""
+    return tuple((i >> 3) * (i & 7) for i in range(64))
+
+
+def int4_sym_value(c) -> np.ndarray:
+    """Value of sign-magnitude 4-bit codes: ``(-1)**c[3] * c[2:0]`` (-7..7; ``0b1000`` is -0 = 0)."""
+    c = _codes(c, "int4_sym code")
+    return np.where(c >> 3, -(c & 7), c & 7)
+
+
+def int4_sym_from_twos(c) -> np.ndarray:
+    """Sign-magnitude codes of the symmetric grid's two's-complement codes (``fpqvar.formats`` ``int4``)."""
+    v = int4_value(c)
+    if np.any(v == -8):
+        raise ValueError("int4_sym_from_twos: code 0b1000 (-8) is outside the symmetric grid -7..7")
+    return (np.where(v < 0, 8, 0) | np.abs(v)).astype(np.int64)
+
+
+def int4_sym_mul(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric INT4 sign-magnitude codes -> ``(sign, magnitude)`` via the ROM (broadcasting)."""
+    a, b = _codes(a, "int4_sym_mul a"), _codes(b, "int4_sym_mul b")
+    rom = np.asarray(int4_sym_mul_rom(), dtype=np.int64)
+    return (a >> 3) ^ (b >> 3), rom[((a & 7) << 3) | (b & 7)]
+
+
 def product_value(sign, mag) -> np.ndarray:
     """Signed integer product from the sign-magnitude pair (what the adder tree's first level forms)."""
     return np.where(np.asarray(sign) != 0, -np.asarray(mag, np.int64), np.asarray(mag, np.int64))
 
 
 def leaf_bits(kind: str) -> int:
-    """Signed width of one lane product entering the tree (kinds: fp4, int4, dfq_neg, dfq_pos)."""
+    """Signed width of one lane product entering the tree (kinds: fp4, int4, int4_sym, dfq_neg, dfq_pos)."""
     if kind not in PRODUCT_BITS or kind == "dfq":
-        raise ValueError(f"kind must be one of fp4, int4, dfq_neg, dfq_pos; got {kind!r}")
+        raise ValueError(f"kind must be one of fp4, int4, int4_sym, dfq_neg, dfq_pos; got {kind!r}")
     return PRODUCT_BITS[kind] + (kind != "int4")
 
 
@@ -158,8 +192,8 @@ def _levels(lanes: int) -> int:
 
 
 def accumulator_bits(kind: str, lanes: int = GROUP_SIZE) -> int:
-    """Signed width of a group sum: ``leaf_bits + log2(lanes)`` (128 lanes: fp4 16, int4 15, dfq_neg 15,
-    dfq_pos 17)."""
+    """Signed width of a group sum: ``leaf_bits + log2(lanes)`` (128 lanes: fp4 16, int4 15, int4_sym 14,
+    dfq_neg 15, dfq_pos 17)."""
     return leaf_bits(kind) + _levels(lanes)
 
 
@@ -179,13 +213,15 @@ def adder_tree(values: np.ndarray, leaf: int) -> np.ndarray:
 
 
 def group_dot(kind: str, a_codes, w_codes) -> np.ndarray:
-    """One PE pass: ``sum_lanes a * w`` over the last dim, in product units (FP4: 1/4, INT4: 1)."""
+    """One PE pass: ``sum_lanes a * w`` over the last dim, in product units (FP4: 1/4, INT4s: 1)."""
     if kind == "fp4":
         p = product_value(*fp4_mul(a_codes, w_codes))
     elif kind == "int4":
         p = int4_mul(a_codes, w_codes)
+    elif kind == "int4_sym":
+        p = product_value(*int4_sym_mul(a_codes, w_codes))
     else:
-        raise ValueError(f"group_dot kind must be 'fp4' or 'int4' (use group_dot_dfq), got {kind!r}")
+        raise ValueError(f"group_dot kind must be 'fp4', 'int4' or 'int4_sym' (use group_dot_dfq), got {kind!r}")
     return adder_tree(p, leaf_bits(kind))
 
 

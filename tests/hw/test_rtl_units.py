@@ -146,7 +146,7 @@ def test_rtl_timing_matches_the_pipeline_structure():
     """PE: 1 multiplier register + log2(128) = 7 tree levels; FHT: 7 butterfly stages; one result per cycle."""
     from fpqvar.hw.rtl.timing import TIMED_UNITS, rtl_timing
 
-    expected = {"pe_fp4": 8, "pe_int4": 8, "pe_dfq": 8, "fht128": 7}
+    expected = {"pe_fp4": 8, "pe_int4": 8, "pe_int4_sym": 8, "pe_dfq": 8, "fht128": 7}
     for unit in TIMED_UNITS:
         t = rtl_timing(unit)
         assert t.latency_cycles == expected[unit]

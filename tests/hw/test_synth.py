@@ -88,3 +88,13 @@ def test_pe_and_fht_synthesis_register_counts(tmp_path):
     fht = sy.synthesize_unit("fht128", workdir=tmp_path / "fht")
     assert fht.ffs == 128 * sum(8 + k + 1 for k in range(7)) + 7
     assert fht.carry > 0 and fht.luts >= 128 * 7 * 8  # one LUT per adder bit at least
+
+
+@needs_yosys
+def test_symmetric_int4_multiplier_is_a_rom_like_fp4(tmp_path):
+    """6 magnitude bits of 6 inputs each (<= one LUT6 per bit) + the sign XOR, no carry chain; cheaper than
+    the two's-complement arithmetic INT4 multiplier (the like-for-like baseline of issue 15)."""
+    sym = sy.synthesize_unit("int4_sym_mul", workdir=tmp_path / "sym")
+    assert sym.luts <= 6 + 1 and sym.carry == 0 and sym.ffs == 0
+    i4 = sy.synthesize_unit("int4_mul", workdir=tmp_path / "i4")
+    assert sym.luts + sym.muxf < i4.luts + i4.muxf

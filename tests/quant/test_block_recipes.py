@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from fpqvar.formats import (block_dfq_fake_quantize, pack_block, quantize_codes, quantize_dequantize)
+from fpqvar.formats import block_dfq_fake_quantize, pack_block, quantize_codes, quantize_dequantize
 from fpqvar.model.sites import model_sites
 from fpqvar.model.zoo import get_model_spec
 from fpqvar.quant import QuantLinear, load_quantized, quantize_, save_quantized

@@ -10,9 +10,9 @@ from fpqvar.model.sampling import decode_images, sample_tokens
 from fpqvar.quant import load_quantized, quantize_, save_quantized
 from fpqvar.quant.export import QuantFileError, read_header
 from fpqvar.quant.recipes import LayerRule, Recipe, get_recipe
-from tests.quant.test_quantize import fast
 from fpqvar.quant.spec import QuantSpec
 from tests.quant.conftest import make_small
+from tests.quant.test_quantize import fast
 
 KW = dict(seed=0, cfg=1.5, top_k=900, top_p=0.96)
 
@@ -51,7 +51,6 @@ def test_round_trip_exact(tmp_path, recipe):
 
 def test_round_trip_exact_with_galt(tmp_path):
     """GALT lambdas live in ada_lin's float weights after fusion: the file reproduces the model exactly."""
-    import dataclasses
 
     from fpqvar.quant import CalibConfig, calibrate
 
@@ -309,7 +308,6 @@ def test_version1_files_still_load(tmp_path):
 def test_shared_adaln_uses_online_lambda_and_round_trips(tmp_path):
     """Shared AdaLN (var-d36 style) cannot absorb a per-block lambda: it is multiplied online inside the
     QuantLinear, and the file carries it."""
-    import dataclasses
 
     from fpqvar.quant import CalibConfig, calibrate
 

@@ -154,7 +154,7 @@ def test_load_recipe_from_json_file(tmp_path):
         load_recipe("nope")
 
 
-# ---------------------------------------------------------------- killed mutants (tools/mutation.py on spec.py, operands.py)
+# ------------------------------------------------ killed mutants (tools/mutation.py on spec.py, operands.py)
 def test_spec_takes_a_format_object_and_validates_fixed_scale():
     from fpqvar.formats import get_format
 

@@ -1,18 +1,19 @@
 """Processing element: a ``lanes``-wide dot product of 4-bit codes with a pipelined adder tree.
 
 Per lane one multiplier (``fp4``: :class:`Fp4Mul` sign-magnitude, ``dfq``: :class:`DfqMul`, ``int4``:
-:class:`Int4Mul`); products are registered, then a binary tree of adjacent pairs adds them with a register
-after every level. The sign is applied in the tree (hardware.md section 6), at the first level, as
-``(mag_a ^ s_a) + (mag_b ^ s_b) + s_a + s_b`` (``-m = ~m + 1``: the XOR folds into the adder's LUTs and the
-two signs are carry-ins; measured with Yosys on 16 lanes: 226 LUTs + 46 CARRY4 against 346 LUTs + 94 CARRY4
-for ``Mux(s, -m, m)`` leaves). DFQ has two trees, one per half: the product register stage already splits
-the product by ``sel`` into a 7-bit negative-half and a 9-bit positive-half magnitude (masking after the
-register measured 570 LUTs + 238 MUXF on 8 lanes against 388 + 64 this way), and each tree has its own width.
+:class:`Int4Mul` two's complement, ``int4_sym``: :class:`Int4SymMul` sign-magnitude); products are
+registered, then a binary tree of adjacent pairs adds them with a register after every level. The sign is
+applied in the tree (hardware.md section 6), at the first level, as ``(mag_a ^ s_a) + (mag_b ^ s_b) + s_a +
+s_b`` (``-m = ~m + 1``: the XOR folds into the adder's LUTs and the two signs are carry-ins; measured with
+Yosys on 16 lanes: 226 LUTs + 46 CARRY4 against 346 LUTs + 94 CARRY4 for ``Mux(s, -m, m)`` leaves). DFQ
+has two trees, one per half: the product register stage already splits the product by ``sel`` into a 7-bit
+negative-half and a 9-bit positive-half magnitude (masking after the register measured 570 LUTs + 238 MUXF
+on 8 lanes against 388 + 64 this way), and each tree has its own width.
 
 Widths follow ``datapath``: leaf ``leaf_bits(kind)``, one more bit per level, result ``accumulator_bits(kind,
-lanes)`` (128 lanes: FP4 16 bits, INT4 15, DFQ negative half 15, positive half 17). Timing: one dot product
-per cycle (initiation interval 1), latency ``1 + log2(lanes)`` cycles (8 for 128 lanes); ``valid_in`` is
-delayed alongside to ``valid_out``.
+lanes)`` (128 lanes: FP4 16 bits, INT4 15, symmetric INT4 14, DFQ negative half 15, positive half 17).
+Timing: one dot product per cycle (initiation interval 1), latency ``1 + log2(lanes)`` cycles (8 for 128
+lanes); ``valid_in`` is delayed alongside to ``valid_out``.
 Ports: ``a``, ``w`` are ``lanes`` codes packed LSB-first (lane ``i`` at bits ``4i .. 4i+3``).
 """
 
@@ -26,10 +27,11 @@ from fpqvar.hw.datapath import PRODUCT_BITS, accumulator_bits, leaf_bits
 from fpqvar.hw.rtl.dfq_mul import DfqMul
 from fpqvar.hw.rtl.fp4_mul import Fp4Mul
 from fpqvar.hw.rtl.int4_mul import Int4Mul
+from fpqvar.hw.rtl.int4_sym_mul import Int4SymMul
 
 __all__ = ["DotProductPE", "PE_KINDS"]
 
-PE_KINDS = ("fp4", "dfq", "int4")
+PE_KINDS = ("fp4", "dfq", "int4", "int4_sym")
 
 
 class DotProductPE(wiring.Component):
@@ -89,12 +91,12 @@ class DotProductPE(wiring.Component):
                 p = Signal(signed(leaf_bits("int4")), name=f"p{i}")
                 m.d.sync += p.eq(mul.p)
                 trees.setdefault("int4", ([], None))[0].append(p)
-            elif self.kind == "fp4":
-                mul = Fp4Mul()
+            elif self.kind in ("fp4", "int4_sym"):  # sign-magnitude multipliers, sign applied in the tree
+                mul = Fp4Mul() if self.kind == "fp4" else Int4SymMul()
                 m.submodules[f"mul{i}"] = mul
                 m.d.comb += [mul.a.eq(a), mul.b.eq(w)]
                 leaf, carry = self._ones_leaf(m, mul.mag, mul.sign, str(i))
-                t = trees.setdefault("fp4", ([], []))
+                t = trees.setdefault(self.kind, ([], []))
                 t[0].append(leaf)
                 t[1].append(carry)
             else:
@@ -109,7 +111,7 @@ class DotProductPE(wiring.Component):
                     t = trees.setdefault(half, ([], []))
                     t[0].append(leaf)
                     t[1].append(carry)
-        outs = {"fp4": "dot", "int4": "dot", "dfq_neg": "dot_neg", "dfq_pos": "dot_pos"}
+        outs = {"fp4": "dot", "int4": "dot", "int4_sym": "dot", "dfq_neg": "dot_neg", "dfq_pos": "dot_pos"}
         for half, (leaves, carries) in trees.items():
             root = self._tree(m, leaves, carries, leaf_bits(half), half)
             m.d.comb += getattr(self, outs[half]).eq(root)

@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["UnitTiming", "rtl_timing", "TIMED_UNITS"]
 
-TIMED_UNITS = ("pe_fp4", "pe_int4", "pe_dfq", "fht128")
+TIMED_UNITS = ("pe_fp4", "pe_int4", "pe_int4_sym", "pe_dfq", "fht128")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _vectors(unit: str, n: int, rng: np.random.Generator):
             continue
         a, w = rng.integers(0, 16, size=128), rng.integers(0, 16, size=128)
         vecs.append({"a": pack(a, 4), "w": pack(w, 4)})
-        kind = unit.split("_")[1]
+        kind = unit.removeprefix("pe_")
         if kind == "dfq":
             neg, pos = dp.group_dot_dfq(a, w)
             expect.append({"dot_neg": int(neg), "dot_pos": int(pos)})
