@@ -96,3 +96,13 @@ def gemm_to_f32(impl: str, a: torch.Tensor, b: torch.Tensor, *, out: torch.Tenso
     if impl == "float32":
         return _mm_f32_exact(a, b, out, exact_chunk(127, 127) if k_chunk is None else k_chunk)
     raise ValueError(f"integer GEMM implementation must be one of {INT_GEMM_IMPLS}, got {impl!r}")
+
+
+def batched_gemm_to_f32(impl: str, a_BMK: torch.Tensor, b_BKN: torch.Tensor, *, k_chunk: int) -> torch.Tensor:
+    """``fl32(A_b B_b)`` for every batch ``b``, float32 operands only, exact while ``K <= k_chunk`` (every
+    partial sum an integer below 2**24); the same bits as :func:`gemm_to_f32` on each batch."""
+    if impl != "float32":
+        raise ValueError(f"batched_gemm_to_f32: only the 'float32' GEMM is batched, got {impl!r}")
+    if a_BMK.shape[-1] > k_chunk:
+        raise ValueError(f"batched_gemm_to_f32: K={a_BMK.shape[-1]} exceeds the exact reduction length {k_chunk}")
+    return torch.bmm(a_BMK, b_BKN)

@@ -58,6 +58,9 @@ EXPAND_MAX_ROWS = 64
 # faster than 2**18 for var-d16's layers (benchmarks/bench_fast_linear.py); the block-diagonal expansion costs
 # G x the flops, which only the int8 GEMM's speed pays for.
 ROW_CHUNK_ELEMS_F32 = 1 << 20
+# The float32 GEMM with few rows: one batched GEMM over the segments (``_linear_bmm``) instead of the segment loop
+# while (parts x rows) stays below this; measured on the 2-core dev machine for var-d16's layers.
+BMM_MAX_ROWS = 64
 
 
 def expand_scales(s_RG: torch.Tensor, width: int, seg: int) -> torch.Tensor:
@@ -184,6 +187,9 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
     parts = [tuple(p[:3]) for p in parts]
     if fold_unit and impl == "int8" and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
         y = _linear_expanded(parts, w, impl)
+    elif (fold_unit and impl == "float32" and len(parts) * T <= BMM_MAX_ROWS and w.seg <= w.k_chunk()
+          and w.w_IO.device.type == "cpu"):
+        y = _linear_bmm(parts, w)
     else:
         y = _linear_loop(parts, w, fold_unit, impl)
     if bias is not None:
@@ -195,36 +201,68 @@ _int_mm = IG.int_mm  # int8 x int8 -> int32 (CUDA: pads M <= 16)
 
 
 def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.Tensor:
-    """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache."""
+    """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache.
+
+    The parts (DFQ: negative and positive halves) of a row chunk are stacked along the rows, so each segment is
+    one GEMM that reads the weight once; the partials are still added in the datapath's order (negative first)."""
     T = parts[0][0].shape[0]
+    P = len(parts)
     O, seg, dev = w.w_IO.shape[1], w.seg, w.w_IO.device
     sws = [w.scaled(unit) if fold_unit else w.swT_GO for _, _, unit in parts]
     y = torch.empty((T, O), dtype=torch.float32, device=dev)
-    tc = max(1, min(T, (ROW_CHUNK_ELEMS if impl == "int8" else ROW_CHUNK_ELEMS_F32) // max(O, 1)))
+    tc = max(1, min(T, (ROW_CHUNK_ELEMS if impl == "int8" else ROW_CHUNK_ELEMS_F32) // max(O * P, 1)))
     buf = torch.empty((tc, O), dtype=torch.float32, device=dev)
-    dfl = torch.empty((tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by an
-    # int32 tensor would allocate the cast every time)
-    d = torch.empty((tc, O), dtype=torch.int32, device=dev) if impl == "int8" else None
+    dfl = torch.empty((P * tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by
+    # an int32 tensor would allocate the cast every time)
+    d = torch.empty((P * tc, O), dtype=torch.int32, device=dev) if impl == "int8" else None
     ops = [n.to(IG.operand_dtype(impl)) for n, _, _ in parts]  # no copy for int8
     for t0 in range(0, T, tc):
         t1 = min(T, t0 + tc)
-        acc, b, df = y[t0:t1], buf[: t1 - t0], dfl[: t1 - t0]
-        dd = None if d is None else d[: t1 - t0]
+        r = t1 - t0
+        a = ops[0][t0:t1] if P == 1 else torch.cat([op[t0:t1] for op in ops])  # (P * r, I)
+        acc, b, df = y[t0:t1], buf[:r], dfl[: P * r]
+        dd = None if d is None else d[: P * r]
         first = True
         for g in range(w.G):
-            cols = slice(g * seg, (g + 1) * seg)
-            for a, (n, s, unit), sw in zip(ops, parts, sws):
-                # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
-                segment_dot(impl, a, w, slice(t0, t1), cols, out=df, scratch_i32=dd)
+            # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
+            segment_dot(impl, a, w, slice(None), slice(g * seg, (g + 1) * seg), out=df, scratch_i32=dd)
+            for i, ((_, s, unit), sw) in enumerate(zip(parts, sws)):
+                d_i = df[i * r : (i + 1) * r]
                 if not fold_unit:
-                    df.mul_(unit)  # fl32(D * unit), exact
+                    d_i.mul_(unit)  # fl32(D * unit), exact
                 dst = acc if first else b
                 torch.mul(s[t0:t1, g : g + 1], sw[g], out=dst)  # fl32(s_x * s_w [* unit])
-                dst.mul_(df)  # fl32(S * fl32(D * unit))
+                dst.mul_(d_i)  # fl32(S * fl32(D * unit))
                 if not first:
                     acc.add_(b)  # fl32(acc + p), ascending
                 first = False
     return y
+
+
+def _scale_accumulate(parts, w: PreparedWeight, d_GPTO: torch.Tensor) -> torch.Tensor:
+    """``sum_(g, p) fl32(fl32(s_x * s_w * unit) * D)`` in (g, p) order (g-major, DFQ's negative part first)."""
+    G, P, T, O = d_GPTO.shape
+    if P == 1:
+        s, sw = parts[0][1].t().view(G, 1, T, 1), w.scaled(parts[0][2]).view(G, 1, 1, O)
+    else:
+        s = torch.stack([s.t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
+        sw = w.scaled_stack(tuple(unit for _, _, unit in parts))  # (G, P, 1, O)
+    prod = torch.mul(s, sw).mul_(d_GPTO).view(G * P, T, O)
+    acc = prod[0]
+    for i in range(1, G * P):
+        acc.add_(prod[i])
+    return acc
+
+
+def _linear_bmm(parts, w: PreparedWeight) -> torch.Tensor:
+    """Few rows, float32 GEMM: every (segment, part) dot product in one batched GEMM over the segments, exact as a
+    segment's reduction (``seg <= k_chunk``) keeps every partial sum an integer below 2**24; reads the weight once
+    instead of making ``G`` small GEMM calls."""
+    T = parts[0][0].shape[0]
+    O, seg, G, P = w.w_IO.shape[1], w.seg, w.G, len(parts)
+    a_GRS = torch.cat([n for n, _, _ in parts]).to(torch.float32).view(P * T, G, seg).transpose(0, 1)
+    d = IG.batched_gemm_to_f32("float32", a_GRS, w.operand("float32").view(G, seg, O), k_chunk=w.k_chunk())
+    return _scale_accumulate(parts, w, d.view(G, P, T, O))
 
 
 def _linear_expanded(parts, w: PreparedWeight, impl: str) -> torch.Tensor:
@@ -237,17 +275,7 @@ def _linear_expanded(parts, w: PreparedWeight, impl: str) -> torch.Tensor:
         diag[p].copy_(n.view(T, G, seg).permute(0, 2, 1))
     # float32: chunked along K wherever a row's partial sums could pass 2**24 (exact, as int32)
     d = segment_dot(impl, xe.view(G * P * T, I), w, slice(None), slice(None)).view(G, P, T, O)
-    if P == 1:
-        s, sw = parts[0][1].t().view(G, 1, T, 1), w.scaled(parts[0][2]).view(G, 1, 1, O)
-    else:
-        s = torch.stack([s.t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
-        sw = w.scaled_stack(tuple(unit for _, _, unit in parts))  # (G, P, 1, O)
-    # p = fl32(fl32(s_x * s_w * unit) * D), (g, p) in g-major order
-    prod = torch.mul(s, sw).mul_(d).view(G * P, T, O)
-    acc = prod[0]
-    for i in range(1, G * P):
-        acc.add_(prod[i])
-    return acc
+    return _scale_accumulate(parts, w, d)
 
 
 # --- the kernel selector's integer-GEMM operations: measured on this module's own accumulation loop -------------

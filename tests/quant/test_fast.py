@@ -38,6 +38,8 @@ def test_the_requested_gemm_runs(gemm_impl, monkeypatch):
     used = []
     orig = IG.gemm_to_f32
     monkeypatch.setattr(IG, "gemm_to_f32", lambda impl, *a, **k: used.append(impl) or orig(impl, *a, **k))
+    orig_b = IG.batched_gemm_to_f32
+    monkeypatch.setattr(IG, "batched_gemm_to_f32", lambda impl, *a, **k: used.append(impl) or orig_b(impl, *a, **k))
     x = _rng(1).standard_normal((40, 256)).astype(np.float32)
     w = _rng(2).standard_normal((16, 256)).astype(np.float32)
     assert np.array_equal(_pure_fast(x, w, None, "rne", False), dp.linear_through_datapath(x, w))
@@ -203,19 +205,21 @@ def test_linear_bit_exact_vs_datapath_ragged_tokens(T, dfq):
     assert np.array_equal(_pure_fast(x, w, b, "rne", dfq), ref)
 
 
-@pytest.mark.parametrize("strategy", ["expanded", "loop", "loop_unfolded", "chunked"])
+@pytest.mark.parametrize("strategy", ["expanded", "bmm", "loop", "loop_unfolded", "chunked"])
 @pytest.mark.parametrize("dfq", [False, True])
-def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch):
-    """Every code path of linear_int (block-diagonal GEMM, segment loop, literal unit order, row chunks)."""
+def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch, gemm_impl):
+    """Every code path of linear_int (block-diagonal GEMM, batched float32 GEMM, segment loop, literal unit
+    order, row chunks)."""
+    bmm_calls = []
+    real_bmm = KG._linear_bmm
+    monkeypatch.setattr(KG, "_linear_bmm", lambda *a: bmm_calls.append(1) or real_bmm(*a))
     r = _rng(11)
     T, I = (3, 512) if strategy == "expanded" else (37, 512)
     x = np.concatenate([_tie_heavy(T, I // 128, 12), r.standard_normal((T, I)).astype(np.float32)])
     w = (r.standard_normal((72, I)) * 0.05).astype(np.float32)
     b = r.standard_normal(72).astype(np.float32)
-    if strategy == "expanded":
-        monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 10**6)
-    else:
-        monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 0)
+    monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 10**6 if strategy == "expanded" else 0)
+    monkeypatch.setattr(KG, "BMM_MAX_ROWS", 10**6 if strategy == "bmm" else 0)  # float32 GEMM only
     if strategy == "chunked":
         monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS", 7 * 72)  # 7 rows per chunk, a ragged last chunk
         monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS_F32", 7 * 72)
@@ -224,6 +228,7 @@ def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch):
     for rounding in ("rne", "ties_up"):
         ref = (dp.linear_dfq_through_datapath if dfq else dp.linear_through_datapath)(x, w, b, rounding=rounding)
         assert np.array_equal(_pure_fast(x, w, b, rounding, dfq), ref)
+    assert bool(bmm_calls) == (strategy == "bmm" and gemm_impl == "float32")  # the path under test really ran
 
 
 def test_unit_folding_guard_and_extreme_scales():
