@@ -44,6 +44,9 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         max_tokens: int = typer.Option(512, "--max-tokens-per-scale", help="Token rows kept per (block, site, "
                                        "scale) for GALT / format search / the report."),
         seed: int = typer.Option(0, help="Calibration sampling seed."),
+        calib_select: str = typer.Option("all", "--calib-select", help="Calibration rows: all (both CFG halves of "
+                                         "every sample) or dgc (PTQ4ARVG's conditional share, chosen by "
+                                         "Mahalanobis distance; fpqvar/quant/dgc.py)."),
         report: Path = typer.Option(None, help="Write the per-layer, per-scale SQNR report: --report X.json (or "
                                     "X.md) writes X.json (JSON) and X.md (Markdown table)."),
         device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -74,6 +77,7 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         recipe = choose_recipe(recipe)
         device = check_device(device)
         check_seed(seed)
+        calib_select = choose(calib_select, ("all", "dgc"), "--calib-select", "calibration selection")
         for flag, v in (("--num-calib", num_calib), ("--calib-batch", calib_batch),
                         ("--max-tokens-per-scale", max_tokens)):
             check_positive(v, flag)
@@ -105,7 +109,12 @@ def register(app: typer.Typer, hw_app: typer.Typer) -> None:
         calib = None
         timings = {}
         if rec.quantizes_anything and (rec.needs_calibration or report is not None):
-            calib = calibrate(var, calib_cfg, progress=progress)
+            if calib_select == "dgc":
+                from fpqvar.quant.dgc import dgc_calibrate
+
+                calib = dgc_calibrate(var, calib_cfg, progress=progress)
+            else:
+                calib = calibrate(var, calib_cfg, progress=progress)
             timings["calibration_s"] = time.perf_counter() - t0
         try:
             rep = quantize_(var, rec, calib, progress=progress)

@@ -92,8 +92,11 @@ def ptq4arvg_recipe(bits: int) -> Recipe:
 def peer_recipes(named: dict[str, Recipe]) -> list[Recipe]:
     """``named``: the recipes built so far (the GPTQ variants extend them)."""
     int4_g64 = QuantSpec("int4", "group", 64)  # int4.yaml: sint4 groups of 64, W and dynamic A
+    nvfp4 = QuantSpec("nvfp4", "group", 16)
     return [
         gptq_variant(named["fpqvar-w4a4"], "fpqvar-w4a4-gptq"),
         svdquant_recipe("svdquant-w4a4", int4_g64, int4_g64, "W4A4 (INT4: W groups of 64, A dynamic groups of 64)"),
+        svdquant_recipe("svdquant-nvfp4", nvfp4, nvfp4, "NVFP4 (nunchaku's FP4 path: E2M1 per 16 with E4M3 block "
+                        "scales, W and dynamic A; the float32 tensor scale per tensor as NVFP4 defines it)"),
         ptq4arvg_recipe(8), ptq4arvg_recipe(6),
     ]

@@ -119,3 +119,21 @@ def test_make_grid_layout():
     g = make_grid(imgs, nrow=2, padding=1)
     assert g.shape == (1 + 3 * 5, 1 + 2 * 5, 3)
     assert (g[11:15, 1:5] == 255).all() and (g[1:5, 1:5] == 0).all() and (g[11:15, 6:10] == 255).all()
+
+
+def test_quantize_calib_select_dgc_records_the_share(weights, tmp_path, monkeypatch):
+    """--calib-select dgc runs PTQ4ARVG's selection (the share it computes reaches the calibration config and the
+    report); a bad value is refused with the known ones."""
+    import fpqvar.quant.dgc as dgc
+
+    shares = []
+    real = dgc.cond_share
+    monkeypatch.setattr(dgc, "cond_share", lambda *a, **k: shares.append(real(*a, **k)) or shares[-1])
+    ckpt, vae = weights
+    out = json.loads(_run("quantize", "--model", "default", "--ckpt", ckpt, "--vae", vae, "--recipe", "fp4-rtn",
+                          "--out", tmp_path / "q.safetensors", "--num-calib", 4, "--calib-batch", 2,
+                          "--report", tmp_path / "r.json", "--calib-select", "dgc", "--no-progress", "--json"))
+    assert len(shares) == 1 and out["calibration"]["cond_share"] == shares[0]
+    res = runner.invoke(app, ["quantize", "--model", "default", "--recipe", "fp4-rtn", "--out",
+                              str(tmp_path / "x.safetensors"), "--calib-select", "entropy"])
+    assert res.exit_code == 2 and "dgc" in res.output

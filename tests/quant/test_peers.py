@@ -25,7 +25,7 @@ from tests.quant.conftest import make_small
 from tests.quant.test_export import _outputs
 from tests.quant.test_quantize import fast  # fewer GALT epochs (fpqvar-w4a4's GALT), same algorithm
 
-PEERS = ("fpqvar-w4a4-gptq", "svdquant-w4a4", "ptq4arvg-w8a8", "ptq4arvg-w6a6")
+PEERS = ("fpqvar-w4a4-gptq", "svdquant-w4a4", "svdquant-nvfp4", "ptq4arvg-w8a8", "ptq4arvg-w6a6")
 
 
 @pytest.fixture(scope="module")
@@ -314,6 +314,7 @@ _ALL = ("word_embed", "ada_lin", "mat_qkv", "proj", "fc1", "fc2", "head_ada_lin"
 # role -> (weight fmt, weight granularity, act fmt, act granularity, static, static sets)
 EXPECTED = {
     "svdquant-w4a4": {r: ("int4", "group", "int4", "group", False, None) for r in ("mat_qkv", "proj", "fc1", "fc2")},
+    "svdquant-nvfp4": {r: ("nvfp4", "group", "nvfp4", "group", False, None) for r in ("mat_qkv", "proj", "fc1", "fc2")},
     "fpqvar-w4a4-gptq": {**{r: ("e2m1", "group", "e2m1", "group", False, None) for r in ("mat_qkv", "proj", "fc1")},
                          "fc2": ("e2m1", "group", "e2m1", "group", False, None)},
     **{f"ptq4arvg-w{b}a{b}": {
@@ -348,5 +349,21 @@ def test_peer_recipes_cite_their_sources():
         r = get_recipe(name)
         assert r.source and r.description
     assert "IST-DASLab/gptq" in get_recipe("fpqvar-w4a4-gptq").source
-    assert "deepcompressor" in get_recipe("svdquant-w4a4").source
+    assert "deepcompressor" in get_recipe("svdquant-w4a4").source and "nunchaku" in get_recipe("svdquant-nvfp4").source
     assert "BienLuky/PTQ4ARVG" in get_recipe("ptq4arvg-w8a8").source
+
+
+def test_svdquant_nvfp4_stores_the_branch_and_loads_exactly(calib, tmp_path):
+    """The NVFP4 variant: the same smoothing + low-rank step with NVFP4 block specs; the packed file (E2M1 codes,
+    E4M3 block scales, float32 tensor scale, fp16 branch) loads back to the same outputs bit for bit."""
+    vae, var = make_small()
+    rep = quantize_(var, "svdquant-nvfp4", calib, progress=False)
+    mods = [m for m in var.modules() if isinstance(m, QuantLinear)]
+    assert len(mods) == 8 and all(m.lowrank_up is not None and m.weight_spec.block is not None for m in mods)
+    assert rep.summary()["mean_gain_vs_rtn_db"]["svdquant"] > 0  # the branch + smoothing beat plain NVFP4 RTN
+    a = _outputs(var, vae)
+    p = save_quantized(var, "svdquant-nvfp4", tmp_path / "q.safetensors")
+    assert read_header(p)["size"]["lowrank_bytes"] == sum((m.in_features + m.out_features) * 32 * 2 for m in mods)
+    b = _outputs(load_quantized(p, vae=vae), vae)
+    assert all(torch.equal(x, y) for x, y in zip(a[0], b[0]))
+    torch.testing.assert_close(b[1], a[1], rtol=0, atol=0)
