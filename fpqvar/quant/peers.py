@@ -63,7 +63,7 @@ def ptq4arvg_recipe(bits: int) -> Recipe:
     w = QuantSpec(f"uint{bits}", "channel", None)  # per output channel, asymmetric
 
     def a(sets):
-        return QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets=sets)
+        return QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets=sets, static_range="percentile")
     rules = (
         Rule("blocks.*", w, a("scale"), roles=("mat_qkv", "fc1")),  # after GPS: one set per scale (+ sink)
         Rule("blocks.*", w, a("sink"), roles=("proj", "fc2")),  # TokenAware, channel_wise False: sink + rest
@@ -76,9 +76,11 @@ def ptq4arvg_recipe(bits: int) -> Recipe:
                     "parameter set per scale for mat_qkv / fc1 (scale 0 = the sink token), sink + rest for proj / "
                     "fc2, one set for ada_lin / head; SmoothQuant (alpha 0.5) then GPS on mat_qkv / fc1 / head, "
                     "both folded into AdaLN. Calibrate with fpqvar.quant.dgc.dgc_calibrate for its DGC selection "
-                    "(Mahalanobis share of conditional rows). Not reproduced / not determinable: the percentile "
-                    "range search (p in .999/.9999/.99999) and EMA of the quantizer and GPS parameters (min-max "
-                    "over all calibration rows here); the channel shift to symmetric ranges folded into the AdaLN "
+                    "(Mahalanobis share of conditional rows; fpqvar quantize --calib-select dgc). Activation ranges by "
+                    "its percentile search (p in .999/.9999/.99999, lowest MSE) over the pooled calibration rows. "
+                    "Not reproduced / not determinable: the EMA of the quantizer and GPS parameters over "
+                    "calibration batches (rows pooled here); the weight ranges' percentile search (min-max per "
+                    "channel here); the channel shift to symmetric ranges folded into the AdaLN "
                     "shift rows and biases (not implemented); sink_aware (token 0 unquantized during the first "
                     "stages); calibration without mask or KV cache (here the masked teacher-forced pass); the "
                     "attention matmuls and KV cache, which PTQ4ARVG quantizes static per tensor, stay float; "

@@ -4,7 +4,10 @@ PTQ4ARVG's static token-wise quantization (STWQ; BienLuky/PTQ4ARVG VAR/quant/qua
 ``TokenAwareUniformQuantizer``, facts in baseline-facts.md section 3.4) keeps one static parameter set per scale
 (``QuantSpec.static_sets="scale"``: scale 0 is the first token, the "sink") or two, the first token and the rest
 (``"sink"``). Each set is a per-tensor (or per-group) scale and, for asymmetric INT formats (``uint*``), a zero
-point, from the min / max (symmetric: absmax) over the calibration rows of that set's scales.
+point, from the min / max (symmetric: absmax) over the calibration rows of that set's scales, or, with
+``QuantSpec.static_range="percentile"``, PTQ4ARVG's range search (``PERCENTILES``; lowest MSE). PTQ4ARVG also
+smooths the chosen parameters over calibration batches (0.1 new + 0.9 old); the calibration rows here are pooled
+over the batches, so there is no moving average (a deviation).
 
 At run time a linear sees either one scale's tokens (KV-cached sampling: ``L = pn^2``) or a prefix of the
 concatenated scales (teacher forcing: ``L = sum of the first k pn^2``); :func:`quantize_static` finds the
@@ -37,10 +40,43 @@ def _groups(spec: QuantSpec, C: int) -> int:
     return 1 if spec.granularity == "tensor" else C // spec.group_size
 
 
+# PTQ4ARVG's candidates (VAR/quant/quantizer.py init_quantization_scale): the range is the (1 - p, p) quantiles
+PERCENTILES = (0.999, 0.9999, 0.99999)
+_QUANTILE_MAX = 1 << 24  # torch.quantile's input limit; larger sets go through numpy (same linear interpolation)
+
+
+def _quantile_rows(xg_GM: torch.Tensor, q: float) -> torch.Tensor:
+    if xg_GM.shape[1] <= _QUANTILE_MAX:
+        return torch.quantile(xg_GM, q, dim=1)
+    import numpy as np
+
+    return torch.from_numpy(np.quantile(xg_GM.numpy(), q, axis=1).astype(np.float32))
+
+
+def _percentile_params(x_NC: torch.Tensor, xg_GM: torch.Tensor, spec: QuantSpec, G: int):
+    """Per group, the candidate range with the lowest mean squared fake-quantization error over the rows (the
+    first candidate wins ties, as PTQ4ARVG keeps the first strictly better score)."""
+    best = None
+    for p in PERCENTILES:
+        mm = torch.stack((_quantile_rows(xg_GM, 1.0 - p), _quantile_rows(xg_GM, p)), dim=1)  # (G, 2)
+        s, zp = minmax_scale_zero_point(mm, spec.fmt, granularity="token")
+        s, zp = s.reshape(G), zp.reshape(G)
+        err = (_fq(x_NC, spec, s, zp) - x_NC).square().reshape(x_NC.shape[0], G, -1).mean(dim=(0, 2))  # (G,)
+        if best is None:
+            best = [err, s, zp]
+        else:
+            better = err < best[0]
+            best = [torch.where(better, err, best[0]), torch.where(better, s, best[1]),
+                    torch.where(better, zp, best[2])]
+    return best[1], best[2]
+
+
 def _params(x_NC: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(scale (G,), zero point (G,) or None) over all rows of ``x_NC``."""
     G = _groups(spec, x_NC.shape[-1])
     xg = x_NC.float().reshape(x_NC.shape[0], G, -1).transpose(0, 1).reshape(G, -1)  # (G, rows * group)
+    if spec.static_range == "percentile":
+        return _percentile_params(x_NC.float(), xg, spec, G)
     if spec.asymmetric:
         mm = torch.stack((xg.amin(dim=1), xg.amax(dim=1)), dim=1)  # (G, 2): the quantizer's own min-max rule
         s, zp = minmax_scale_zero_point(mm, spec.fmt, granularity="token")

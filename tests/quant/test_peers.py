@@ -272,6 +272,48 @@ def test_static_asymmetric_sets_per_scale_reference():
         quantize_static(x[:, :7], spec, s, zp, pn)
 
 
+def test_static_percentile_range_search_reference():
+    """PTQ4ARVG's range search, written here from its quantizer.py: for p in (0.999, 0.9999, 0.99999) the range
+    is the (1 - p, p) quantiles (linear interpolation), s = (hi - lo) / (2^b - 1), zp = -round(lo / s); the
+    candidate with the lowest MSE of the fake-quantized rows wins (the first on a tie)."""
+    import numpy as np
+
+    from fpqvar.quant.static_act import calibrate_static
+
+    g = torch.Generator().manual_seed(1)
+
+    def student_t2(n, c):  # heavy tails: z / sqrt(chi2_2 / 2), from the seeded generator
+        return torch.randn(n, c, generator=g) / (torch.randn(n, c, 2, generator=g).square().mean(-1)).sqrt()
+
+    rows = [student_t2(300, 16) * (si + 1) for si in range(3)]
+    for bits in (4, 8):
+        spec = QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets="scale", static_range="percentile")
+        s, zp = calibrate_static(rows, spec, "t")
+        lv = 2**bits - 1
+        for k, r in enumerate(rows):
+            a = r.double().numpy().ravel()
+            best = None
+            for p in (0.999, 0.9999, 0.99999):
+                lo, hi = np.quantile(a, 1 - p), np.quantile(a, p)
+                ss = (hi - lo) / lv
+                z = -round(lo / ss)
+                q = (np.clip(np.round(a / ss) + z, 0, lv) - z) * ss
+                err = float(np.mean((q - a) ** 2))
+                if best is None or err < best[0]:
+                    best = (err, ss, z)
+            # rel 1e-4: torch.quantile runs in the rows' float32, the reference in float64
+            assert float(s[k, 0]) == pytest.approx(best[1], rel=1e-4) and float(zp[k, 0]) == best[2], (bits, k)
+        mm, _ = calibrate_static(rows, QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets="scale"),
+                                 "t")
+        assert bool((s <= mm).all()) and bool((s < mm).any())  # clipped ranges: narrower than min / max
+    for bad in (dict(fmt="int8", granularity="tensor", group_size=None, static=True),
+                dict(fmt="uint8", granularity="tensor", group_size=None, static=False)):
+        with pytest.raises(ValueError, match="static_range"):
+            QuantSpec(**bad, static_range="percentile")
+    with pytest.raises(ValueError, match="static_range"):
+        QuantSpec("uint8", "tensor", None, static=True, static_range="mse")
+
+
 def test_ptq4arvg_round_trip_exact(calib, tmp_path):
     vae, var = make_small()
     quantize_(var, "ptq4arvg-w6a6", calib, progress=False)
@@ -342,6 +384,8 @@ def test_layer_set_formats_granularity(name, calib, svdq):
     assert all(not b.attn.operand_hooks and b.attn.kv_quantizer is None for b in var.blocks)
     if name == "svdquant-w4a4":
         assert {m.weight_spec.group_size for m in var.modules() if isinstance(m, QuantLinear)} == {64}
+    if name.startswith("ptq4arvg"):  # its quantizer's percentile range search on every static activation
+        assert {m.act_spec.static_range for m in var.modules() if isinstance(m, QuantLinear)} == {"percentile"}
 
 
 def test_peer_recipes_cite_their_sources():
