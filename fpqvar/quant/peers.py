@@ -60,10 +60,10 @@ _P4A = "BienLuky/PTQ4ARVG"
 
 def ptq4arvg_recipe(bits: int) -> Recipe:
     """PTQ4ARVG W{bits}A{bits} (quant_model.py layer set; quantizer.py; smooth.py + gps.py; STWQ)."""
-    w = QuantSpec(f"uint{bits}", "channel", None)  # per output channel, asymmetric
+    w = QuantSpec(f"uint{bits}", "channel", None, range_search="percentile")  # per output channel, asymmetric
 
     def a(sets):
-        return QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets=sets, static_range="percentile")
+        return QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets=sets, range_search="percentile")
     rules = (
         Rule("blocks.*", w, a("scale"), roles=("mat_qkv", "fc1")),  # after GPS: one set per scale (+ sink)
         Rule("blocks.*", w, a("sink"), roles=("proj", "fc2")),  # TokenAware, channel_wise False: sink + rest
@@ -71,16 +71,18 @@ def ptq4arvg_recipe(bits: int) -> Recipe:
     )
     return Recipe(
         f"ptq4arvg-w{bits}a{bits}", rules, (SmoothQuant(sites=GPS_SITES, alpha=0.5), GPS(sites=GPS_SITES)),
-        description=f"PTQ4ARVG W{bits}A{bits}: every linear but word_embed; W asymmetric min-max per output "
-                    "channel; A static asymmetric per tensor, token-wise (STWQ) on the block linears: one "
+        description=f"PTQ4ARVG W{bits}A{bits}: every linear but word_embed; W asymmetric per output channel "
+                    "(range by its percentile search); A static asymmetric per tensor, token-wise (STWQ) on the "
+                    "block linears: one "
                     "parameter set per scale for mat_qkv / fc1 (scale 0 = the sink token), sink + rest for proj / "
                     "fc2, one set for ada_lin / head; SmoothQuant (alpha 0.5) then GPS on mat_qkv / fc1 / head, "
                     "both folded into AdaLN. Calibrate with fpqvar.quant.dgc.dgc_calibrate for its DGC selection "
-                    "(Mahalanobis share of conditional rows; fpqvar quantize --calib-select dgc). Activation ranges by "
-                    "its percentile search (p in .999/.9999/.99999, lowest MSE) over the pooled calibration rows. "
+                    "(Mahalanobis share of conditional rows; fpqvar quantize --calib-select dgc). Weight and "
+                    "activation ranges by its percentile search (p in .999/.9999/.99999, lowest MSE; activations "
+                    "over the pooled calibration rows). "
                     "Not reproduced / not determinable: the EMA of the quantizer and GPS parameters over "
-                    "calibration batches (rows pooled here); the weight ranges' percentile search (min-max per "
-                    "channel here); the channel shift to symmetric ranges folded into the AdaLN "
+                    "calibration batches (rows pooled here); the channel shift to symmetric ranges folded into the "
+                    "AdaLN "
                     "shift rows and biases (not implemented); sink_aware (token 0 unquantized during the first "
                     "stages); calibration without mask or KV cache (here the masked teacher-forced pass); the "
                     "attention matmuls and KV cache, which PTQ4ARVG quantizes static per tensor, stay float; "

@@ -64,8 +64,32 @@ def quantize_weight(w_OI: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, 
     """
     if spec.block is not None:
         return quantize_block_weight(w_OI, spec)
-    q = quantize(w_OI.detach(), spec.fmt, rounding=spec.rounding, **_weight_layout_kw(spec))
+    kw = _weight_layout_kw(spec)
+    if spec.range_search is not None:
+        s, zp = _searched_weight_range(w_OI.detach().to(torch.float32), spec, kw)
+        kw = {**kw, "scale": s, "zero_point": zp}
+    q = quantize(w_OI.detach(), spec.fmt, rounding=spec.rounding, **kw)
     return q.codes, q.scale, q.zero_point
+
+
+def _searched_weight_range(w_OI: torch.Tensor, spec: QuantSpec, kw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point (the public layout: (O, G) / (O, 1) / (1, 1)) from PTQ4ARVG's percentile search,
+    one search per scale group (per output channel for its ``channel_wise`` weights)."""
+    from fpqvar.quant.static_act import percentile_range
+
+    O, I = w_OI.shape
+    G = {"channel": 1, "tensor": None}.get(kw["granularity"], None if kw["group_size"] is None else
+                                                              I // kw["group_size"])
+    shape = (1, 1) if G is None else (O, G)
+    xg = w_OI.reshape(1, -1) if G is None else w_OI.reshape(O * G, -1)  # one row per scale, row-major
+
+    def fq(s_G, zp_G):
+        y = fake_quantize(w_OI, spec.fmt, rounding=spec.rounding, scale=s_G.reshape(shape),
+                          zero_point=zp_G.reshape(shape), **kw)
+        return y.reshape(xg.shape)
+
+    s, zp = percentile_range(xg, spec, fq)
+    return s.reshape(shape), zp.reshape(shape)
 
 
 def weight_from_codes(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, spec: QuantSpec,

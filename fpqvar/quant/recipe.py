@@ -66,6 +66,9 @@ class Rule(StrictConfig):
                 raise ConfigError(f"Rule({self.pattern!r}).act.granularity 'channel' is for weights and the "
                                   "attention V operand (one scale per channel across tokens); use 'token', "
                                   "'group' or 'tensor'")
+            if a.range_search is not None and not a.static:
+                raise ConfigError(f"Rule({self.pattern!r}).act: range_search={a.range_search!r} needs static "
+                                  "scales (a dynamic activation's range is its own min / max)")
             if a.static and a.granularity not in ("tensor", "group"):
                 raise ConfigError(f"Rule({self.pattern!r}).act: static scales need granularity 'tensor' or "
                                   f"'group', got {a.fmt!r} / {a.granularity!r}")

@@ -50,10 +50,10 @@ class QuantSpec(StrictConfig):
     # static only: one calibrated parameter set per VAR scale ("scale") or two, the first scale's token and
     # the rest ("sink"): PTQ4ARVG's static token-wise quantization (fpqvar.quant.static_act)
     static_sets: str | None = None
-    # static only: how a calibrated range is chosen. None = min / max (absmax when symmetric); "percentile" =
-    # PTQ4ARVG's search: (1 - p, p) quantiles for p in 0.999 / 0.9999 / 0.99999, the lowest MSE wins
-    # (asymmetric formats; fpqvar.quant.static_act)
-    static_range: str | None = None
+    # how a weight's or a static activation's range is chosen. None = min / max (absmax when symmetric);
+    # "percentile" = PTQ4ARVG's search: (1 - p, p) quantiles for p in 0.999 / 0.9999 / 0.99999, the lowest MSE
+    # wins (asymmetric formats; fpqvar.quant.static_act.percentile_range)
+    range_search: str | None = None
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -109,13 +109,14 @@ class QuantSpec(StrictConfig):
                 raise ValueError("QuantSpec.static_sets needs static=True and granularity 'tensor' or 'group', got "
                                  f"static {self.static}, granularity {self.granularity!r}")
 
-        if self.static_range is not None:
-            if self.static_range != "percentile":
-                raise ValueError(f"QuantSpec.static_range must be None (min / max) or 'percentile', got "
-                                 f"{self.static_range!r}")
-            if not self.static or not self.asymmetric:
-                raise ValueError("QuantSpec.static_range='percentile' needs static=True and an asymmetric (uint*) "
-                                 f"format, got static {self.static}, fmt {self.fmt!r}")
+        if self.range_search is not None:
+            if self.range_search != "percentile":
+                raise ValueError(f"QuantSpec.range_search must be None (min / max) or 'percentile', got "
+                                 f"{self.range_search!r}")
+            if not self.asymmetric or self.granularity not in ("tensor", "channel", "group"):
+                raise ValueError("QuantSpec.range_search='percentile' needs an asymmetric (uint*) format and "
+                                 f"granularity tensor / channel / group, got fmt {self.fmt!r}, granularity "
+                                 f"{self.granularity!r}")
 
     def _check_block(self) -> None:
         b = BLOCK_FORMATS[self.fmt]
@@ -145,7 +146,7 @@ class QuantSpec(StrictConfig):
 
     def to_dict(self) -> dict:
         d = super().to_dict()
-        for k in ("scale_rule", "static_sets", "static_range"):  # omitted where unused (old recipes unchanged)
+        for k in ("scale_rule", "static_sets", "range_search"):  # omitted where unused (old recipes unchanged)
             if d[k] is None:
                 del d[k]
         return d
@@ -181,6 +182,6 @@ class QuantSpec(StrictConfig):
             name = f"dfq-{self.fmt}" if self.dfq else self.fmt
             g += "" if self.scale_rule in (None, "floor") else f"/{self.scale_rule}"
         fixed = "" if self.fixed_scale is None else f"/s={self.fixed_scale:g}"
-        sets = ("" if self.static_sets is None else f"-{self.static_sets}") + \
-            ("" if self.static_range is None else "/pct")
+        sets = "" if self.static_sets is None else f"-{self.static_sets}"
+        fixed += "" if self.range_search is None else "/pct"
         return f"{name}/{g}" + ("/static" + sets if self.static else "") + fixed

@@ -5,7 +5,7 @@ PTQ4ARVG's static token-wise quantization (STWQ; BienLuky/PTQ4ARVG VAR/quant/qua
 (``QuantSpec.static_sets="scale"``: scale 0 is the first token, the "sink") or two, the first token and the rest
 (``"sink"``). Each set is a per-tensor (or per-group) scale and, for asymmetric INT formats (``uint*``), a zero
 point, from the min / max (symmetric: absmax) over the calibration rows of that set's scales, or, with
-``QuantSpec.static_range="percentile"``, PTQ4ARVG's range search (``PERCENTILES``; lowest MSE). PTQ4ARVG also
+``QuantSpec.range_search="percentile"``, PTQ4ARVG's range search (``PERCENTILES``; lowest MSE). PTQ4ARVG also
 smooths the chosen parameters over calibration batches (0.1 new + 0.9 old); the calibration rows here are pooled
 over the batches, so there is no moving average (a deviation).
 
@@ -53,15 +53,17 @@ def _quantile_rows(xg_GM: torch.Tensor, q: float) -> torch.Tensor:
     return torch.from_numpy(np.quantile(xg_GM.numpy(), q, axis=1).astype(np.float32))
 
 
-def _percentile_params(x_NC: torch.Tensor, xg_GM: torch.Tensor, spec: QuantSpec, G: int):
-    """Per group, the candidate range with the lowest mean squared fake-quantization error over the rows (the
-    first candidate wins ties, as PTQ4ARVG keeps the first strictly better score)."""
+def percentile_range(xg_GM: torch.Tensor, spec: QuantSpec, fake_quant) -> tuple[torch.Tensor, torch.Tensor]:
+    """PTQ4ARVG's range search per row of ``xg_GM`` (one row per scale group): for each candidate p the range is
+    the (1 - p, p) quantiles; the lowest mean squared error of ``fake_quant(s, zp) - x`` (``(G, M)`` in, ``(G, M)``
+    out) wins, the first candidate on a tie (PTQ4ARVG keeps the first strictly better score). ``(s, zp)``, ``(G,)``."""
     best = None
+    G = xg_GM.shape[0]
     for p in PERCENTILES:
         mm = torch.stack((_quantile_rows(xg_GM, 1.0 - p), _quantile_rows(xg_GM, p)), dim=1)  # (G, 2)
         s, zp = minmax_scale_zero_point(mm, spec.fmt, granularity="token")
         s, zp = s.reshape(G), zp.reshape(G)
-        err = (_fq(x_NC, spec, s, zp) - x_NC).square().reshape(x_NC.shape[0], G, -1).mean(dim=(0, 2))  # (G,)
+        err = (fake_quant(s, zp) - xg_GM).square().mean(dim=1)  # (G,)
         if best is None:
             best = [err, s, zp]
         else:
@@ -75,8 +77,13 @@ def _params(x_NC: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Te
     """(scale (G,), zero point (G,) or None) over all rows of ``x_NC``."""
     G = _groups(spec, x_NC.shape[-1])
     xg = x_NC.float().reshape(x_NC.shape[0], G, -1).transpose(0, 1).reshape(G, -1)  # (G, rows * group)
-    if spec.static_range == "percentile":
-        return _percentile_params(x_NC.float(), xg, spec, G)
+    if spec.range_search == "percentile":
+        x = x_NC.float()
+
+        def fq(s, zp):  # the activation quantizer itself, regrouped as xg
+            return _fq(x, spec, s, zp).reshape(x.shape[0], G, -1).transpose(0, 1).reshape(G, -1)
+
+        return percentile_range(xg, spec, fq)
     if spec.asymmetric:
         mm = torch.stack((xg.amin(dim=1), xg.amax(dim=1)), dim=1)  # (G, 2): the quantizer's own min-max rule
         s, zp = minmax_scale_zero_point(mm, spec.fmt, granularity="token")

@@ -287,7 +287,7 @@ def test_static_percentile_range_search_reference():
 
     rows = [student_t2(300, 16) * (si + 1) for si in range(3)]
     for bits in (4, 8):
-        spec = QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets="scale", static_range="percentile")
+        spec = QuantSpec(f"uint{bits}", "tensor", None, static=True, static_sets="scale", range_search="percentile")
         s, zp = calibrate_static(rows, spec, "t")
         lv = 2**bits - 1
         for k, r in enumerate(rows):
@@ -307,11 +307,44 @@ def test_static_percentile_range_search_reference():
                                  "t")
         assert bool((s <= mm).all()) and bool((s < mm).any())  # clipped ranges: narrower than min / max
     for bad in (dict(fmt="int8", granularity="tensor", group_size=None, static=True),
-                dict(fmt="uint8", granularity="tensor", group_size=None, static=False)):
-        with pytest.raises(ValueError, match="static_range"):
-            QuantSpec(**bad, static_range="percentile")
-    with pytest.raises(ValueError, match="static_range"):
-        QuantSpec("uint8", "tensor", None, static=True, static_range="mse")
+                dict(fmt="uint8", granularity="token", group_size=None)):
+        with pytest.raises(ValueError, match="range_search"):
+            QuantSpec(**bad, range_search="percentile")
+    with pytest.raises(ValueError, match="range_search"):
+        QuantSpec("uint8", "tensor", None, static=True, range_search="mse")
+
+
+def test_weight_percentile_range_search_per_channel_reference():
+    """PTQ4ARVG's channel_wise weight quantizer: the same search per output channel (reference written here)."""
+    import numpy as np
+
+    from fpqvar.config import ConfigError
+    from fpqvar.quant.qlinear import quantize_weight, weight_from_codes
+
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(12, 4096, generator=g) * torch.rand(12, 1, generator=g)
+    w[:, :3] *= 30  # a few outliers per channel: the clipped ranges win
+    spec = QuantSpec("uint4", "channel", None, range_search="percentile")
+    codes, s, zp = quantize_weight(w, spec)
+    for o in range(12):
+        a = w[o].double().numpy()
+        best = None
+        for p in (0.999, 0.9999, 0.99999):
+            lo, hi = np.quantile(a, 1 - p), np.quantile(a, p)
+            ss = (hi - lo) / 15
+            z = -round(lo / ss)
+            err = float(np.mean(((np.clip(np.round(a / ss) + z, 0, 15) - z) * ss - a) ** 2))
+            if best is None or err < best[0]:
+                best = (err, ss, z)
+        # rel 1e-4: the search runs in float32, the reference in float64
+        assert float(s[o, 0]) == pytest.approx(best[1], rel=1e-4) and float(zp[o, 0]) == best[2], o
+    _, s_mm, _ = quantize_weight(w, QuantSpec("uint4", "channel", None))
+    assert bool((s < s_mm).all())
+    back = weight_from_codes(codes, s, zp, spec, torch.float32)  # the codes decode with the searched scales
+    ref = (torch.clamp(torch.round(w / s) + zp, 0, 15) - zp) * s
+    assert float((back - ref).abs().max()) <= 1e-6 * float(s.max())
+    with pytest.raises(ConfigError, match="range_search"):
+        Rule("blocks.*", None, QuantSpec("uint8", "tensor", None, range_search="percentile"))
 
 
 def test_ptq4arvg_round_trip_exact(calib, tmp_path):
@@ -385,7 +418,8 @@ def test_layer_set_formats_granularity(name, calib, svdq):
     if name == "svdquant-w4a4":
         assert {m.weight_spec.group_size for m in var.modules() if isinstance(m, QuantLinear)} == {64}
     if name.startswith("ptq4arvg"):  # its quantizer's percentile range search on every static activation
-        assert {m.act_spec.static_range for m in var.modules() if isinstance(m, QuantLinear)} == {"percentile"}
+        qs = [m for m in var.modules() if isinstance(m, QuantLinear)]
+        assert {m.act_spec.range_search for m in qs} == {m.weight_spec.range_search for m in qs} == {"percentile"}
 
 
 def test_peer_recipes_cite_their_sources():
