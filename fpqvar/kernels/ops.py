@@ -120,13 +120,15 @@ def affinity_count() -> int:
 def _threads_bench(n: int):
     def bench(device: torch.device, size: str):
         g = _gen(device)
-        M, K, N = (32, 128, 128) if size == "probe" else (256, 512, 1024)
-        a, b = _randn((M, K), g, device), _randn((K, N), g, device)
+        # the probe is full size too: a tiny GEMM with a cold OpenMP pool measured 2 threads 65-157x slower than
+        # one on an idle 2-core machine (the pool wakes up on the first large region), dropping them 3 times in 5
+        a, b = _randn((256, 512), g, device), _randn((512, 1024), g, device)
 
         def run():  # switching the thread count is not charged: warm up at n threads, then time 3 GEMMs
             old = torch.get_num_threads()
             torch.set_num_threads(n)
             try:
+                a @ b
                 a @ b
                 t0 = time.perf_counter()
                 for _ in range(3):
