@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 ISA_CAPS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 MODES = {"none": {}, "avx2": ISA_CAPS}
@@ -21,11 +22,51 @@ def header() -> str:
             f"{torch.__version__}, threads {torch.get_num_threads()}, load average {load}")
 
 
+def mode_names(modes: str) -> list[str]:
+    """``"both"`` -> ``["none", "avx2"]``, else the one mode."""
+    return ["none", "avx2"] if modes == "both" else [modes]
+
+
+def mode_env(mode: str) -> dict[str, str]:
+    """This process's environment without any ISA cap, plus the caps of ``mode``."""
+    env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS}
+    env.update(MODES[mode])
+    return env
+
+
+def without_isa_caps(argv: list[str]) -> list[str]:
+    """``argv`` without its ``--isa-caps X`` / ``--isa-caps=X``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--isa-caps":
+            skip = True
+        elif not a.startswith("--isa-caps="):
+            out.append(a)
+    return out
+
+
 def run_modes(argv: list[str], modes: str) -> None:
-    """Re-run this script (``argv`` without ``--isa-caps``) once per mode in ``modes`` ("none", "avx2", "both")."""
-    names = ["none", "avx2"] if modes == "both" else [modes]
-    for name in names:
-        env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS}
-        env.update(MODES[name])
+    """Re-run this script (``argv``, its ``--isa-caps`` dropped) once per mode in ``modes`` ("none", "avx2",
+    "both")."""
+    for name in mode_names(modes):
         print(f"\n===== ISA caps: {name} {MODES[name] or ''} =====", flush=True)
-        subprocess.run([sys.executable, *argv, "--isa-caps", "child"], env=env, check=True)
+        subprocess.run([sys.executable, *without_isa_caps(argv), "--isa-caps", "child"], env=mode_env(name),
+                       check=True)
+
+
+def run_measured(cmd: list[str], env: dict[str, str], log_stem: str, tail: int = 3000):
+    """Run ``cmd`` to completion: ``(stdout, wall seconds, the child's rusage)`` (its own CPU time and peak
+    RSS); its stdout / stderr go to ``log_stem.out`` / ``.err``. A failure raises with the end of stderr."""
+    t0 = time.perf_counter()
+    with open(f"{log_stem}.out", "w+") as fo, open(f"{log_stem}.err", "w+") as fe:
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read(), fe.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err[-tail:]}")
+    return out, wall, ru

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _isa import ISA_CAPS, MODES  # noqa: E402
+from _isa import MODES, mode_env, mode_names, run_measured  # noqa: E402
 
 
 def _load() -> list[str]:
@@ -32,19 +29,10 @@ def run_demo(env: dict, per_class: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "fpqvar", "demo", "--out", f"{tmp}/demo", "--json", "--no-progress",
                "--per-class", str(per_class), "--threads", str(threads)]
-        load0, t0 = _load(), time.perf_counter()
-        with open(f"{tmp}/out.txt", "w+") as fo, open(f"{tmp}/err.txt", "w+") as fe:
-            p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env)
-            _, status, ru = os.wait4(p.pid, 0)
-            wall = time.perf_counter() - t0
-            fo.seek(0)
-            fe.seek(0)
-            out, err = fo.read(), fe.read()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {err[-3000:]}")
-    table = json.loads(out)
+        load0 = _load()
+        out, wall, ru = run_measured(cmd, env, f"{tmp}/demo-log")
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "load_before": load0, "load_after": _load(),
-            "table": table}
+            "table": json.loads(out)}
 
 
 def main() -> None:
@@ -54,10 +42,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="0: the demo's measured default")
     a = ap.parse_args()
     rows = []
-    for mode in (["none", "avx2"] if a.isa_caps == "both" else [a.isa_caps]):
-        env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS}
-        env.update(MODES[mode])
-        r = run_demo(env, a.per_class, a.threads)
+    for mode in mode_names(a.isa_caps):
+        r = run_demo(mode_env(mode), a.per_class, a.threads)
         k = r["table"].get("kernels", {})
         print(f"\n===== ISA caps: {mode} {MODES[mode] or ''} =====")
         print(f"cpu capability {k.get('cpu_capability')}; wall {r['wall_s']:.1f} s ({r['wall_s'] / 60:.2f} min, "

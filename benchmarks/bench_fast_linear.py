@@ -134,11 +134,7 @@ def main() -> None:
     if args.isa_caps == "child":
         measure(args)
     else:
-        argv = [a for a in sys.argv if not a.startswith("--isa-caps")]
-        if "--isa-caps" in sys.argv:  # "--isa-caps X" as two words
-            i = sys.argv.index("--isa-caps")
-            argv = sys.argv[:i] + sys.argv[i + 2:]
-        run_modes(argv, args.isa_caps)
+        run_modes(sys.argv, args.isa_caps)
 
 
 if __name__ == "__main__":

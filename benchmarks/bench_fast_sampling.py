@@ -142,11 +142,7 @@ def main() -> None:
     if args.isa_caps == "child":
         measure(args)
         return
-    argv = list(sys.argv)
-    if "--isa-caps" in argv:
-        i = argv.index("--isa-caps")
-        argv = argv[:i] + argv[i + 2:]
-    run_modes([a for a in argv if not a.startswith("--isa-caps=")], args.isa_caps)
+    run_modes(sys.argv, args.isa_caps)
 
 
 if __name__ == "__main__":

@@ -21,30 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _isa import ISA_CAPS, MODES  # noqa: E402
+from _isa import MODES, mode_env, mode_names, run_measured  # noqa: E402
 
 
 def run_cli(recipe: str, threads: int, env: dict, out_dir: str) -> dict:
     """``fpqvar quantize`` for ``recipe`` in a child process: its JSON summary plus wall / CPU time and peak RSS."""
     cmd = [sys.executable, "-m", "fpqvar", "quantize", "--model", "default", "--recipe", recipe, "--out",
            f"{out_dir}/{recipe}.safetensors", "--no-progress", "--json", "--threads", str(threads)]
-    t0 = time.perf_counter()
-    with open(f"{out_dir}/{recipe}.out", "w+") as fo, open(f"{out_dir}/{recipe}.err", "w+") as fe:
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env)
-        _, status, ru = os.wait4(p.pid, 0)  # this child's own CPU time and peak RSS
-        wall = time.perf_counter() - t0
-        fo.seek(0)
-        fe.seek(0)
-        out, err = fo.read(), fe.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
+    out, wall, ru = run_measured(cmd, env, f"{out_dir}/{recipe}", tail=2000)  # the child's own CPU time, peak RSS
     res = json.loads(out)
     res["wall_s"], res["cpu_s"], res["peak_rss_mib"] = wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
     return res
@@ -85,10 +74,8 @@ def main() -> None:
     ap.add_argument("--galt-epochs-measured", type=int, default=1)
     ap.add_argument("--isa-caps", default="both", choices=["both", "none", "avx2"])
     a = ap.parse_args()
-    names = ["none", "avx2"] if a.isa_caps == "both" else [a.isa_caps]
-    for mode in names:
-        env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS}
-        env.update(MODES[mode])
+    for mode in mode_names(a.isa_caps):
+        env = mode_env(mode)
         res = {}
         print(f"\n===== ISA caps: {mode} {MODES[mode] or ''} =====", flush=True)
         print(f"fpqvar quantize --model default, threads {a.threads}", flush=True)
