@@ -28,8 +28,6 @@ AREA_CACHE_VERSION = 1
 SHIPPED_CACHE = Path(__file__).with_name("area_cache.json")
 
 # Model role -> RTL unit names to try, first hit wins; a role with no cached unit falls back to its formula.
-# scale_acc: our ``scale_acc_fp4`` is float32 in LUTs (the flow is -nodsp), while the model assumes the group
-# scale-and-accumulate sits in a DSP58; its LUT count would not be the same thing, so the role keeps its formula.
 ROLE_UNITS: dict[str, tuple[str, ...]] = {
     "pe_e2m1": ("pe_fp4",),
     "pe_dfq": ("pe_dfq",),
@@ -37,13 +35,10 @@ ROLE_UNITS: dict[str, tuple[str, ...]] = {
     "pe_int4_sm": ("pe_int4_sym",),
     "fht128": ("fht128",),
     "quant_lane": ("quant_e2m1",),  # the compare stage of one lane; the front end (absmax, scale) is formula
-    "quant_frontend": ("quant_front_e2m1",),  # 16 lanes (absmax, scale, divider-free compares); reported only
-    "scale_acc": (),
     "fp4_mul": ("fp4_mul",),
     "dfq_mul": ("dfq_mul",),
     "int4_mul": ("int4_mul",),
 }
-_UNMEASURED_WHY = {"scale_acc": "assumed in a DSP58; scale_acc_fp4 is float32 in LUTs (-nodsp), another unit"}
 
 
 @dataclass(frozen=True)
@@ -114,8 +109,6 @@ def lookup(role: str, cache_path: str | Path | None = None) -> AreaLookup:
             return AreaLookup(role, name, float(row["luts"]), float(row["ffs"]),
                               f"measured: {name}, {row['yosys_version'].split(' (')[0]} {row['flow']}, "
                               f"Verilog sha256 {row['verilog_sha256'][:12]} ({path.name})")
-    if not names:
-        return AreaLookup(role, None, None, None, _UNMEASURED_WHY.get(role, "no RTL unit stands for this role"))
     known = _rtl_units()
     present = [n for n in names if n in known]
     why = (f"{'/'.join(present)} not in the area cache {path.name} (fpqvar hw perf --refresh-areas)" if present
