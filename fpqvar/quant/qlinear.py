@@ -78,17 +78,15 @@ def _searched_weight_range(w_OI: torch.Tensor, spec: QuantSpec, kw: dict) -> tup
     from fpqvar.quant.static_act import percentile_range
 
     O, I = w_OI.shape
-    G = {"channel": 1, "tensor": None}.get(kw["granularity"], None if kw["group_size"] is None else
-                                                              I // kw["group_size"])
-    shape = (1, 1) if G is None else (O, G)
-    xg = w_OI.reshape(1, -1) if G is None else w_OI.reshape(O * G, -1)  # one row per scale, row-major
+    shape = {"tensor": (1, 1), "channel": (O, 1)}.get(kw["granularity"]) or (O, I // kw["group_size"])
+    xg = w_OI.reshape(shape[0] * shape[1], -1)  # one row per scale, in the scales' row-major order
 
     def fq(s_G, zp_G):
         y = fake_quantize(w_OI, spec.fmt, rounding=spec.rounding, scale=s_G.reshape(shape),
                           zero_point=zp_G.reshape(shape), **kw)
         return y.reshape(xg.shape)
 
-    s, zp = percentile_range(xg, spec, fq)
+    s, zp = percentile_range(xg, spec.fmt, fq)
     return s.reshape(shape), zp.reshape(shape)
 
 

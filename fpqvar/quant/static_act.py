@@ -53,7 +53,7 @@ def _quantile_rows(xg_GM: torch.Tensor, q: float) -> torch.Tensor:
     return torch.from_numpy(np.quantile(xg_GM.numpy(), q, axis=1).astype(np.float32))
 
 
-def percentile_range(xg_GM: torch.Tensor, spec: QuantSpec, fake_quant) -> tuple[torch.Tensor, torch.Tensor]:
+def percentile_range(xg_GM: torch.Tensor, fmt: str, fake_quant) -> tuple[torch.Tensor, torch.Tensor]:
     """PTQ4ARVG's range search per row of ``xg_GM`` (one row per scale group): for each candidate p the range is
     the (1 - p, p) quantiles; the lowest mean squared error of ``fake_quant(s, zp) - x`` (``(G, M)`` in, ``(G, M)``
     out) wins, the first candidate on a tie (PTQ4ARVG keeps the first strictly better score). ``(s, zp)``, ``(G,)``."""
@@ -61,7 +61,7 @@ def percentile_range(xg_GM: torch.Tensor, spec: QuantSpec, fake_quant) -> tuple[
     G = xg_GM.shape[0]
     for p in PERCENTILES:
         mm = torch.stack((_quantile_rows(xg_GM, 1.0 - p), _quantile_rows(xg_GM, p)), dim=1)  # (G, 2)
-        s, zp = minmax_scale_zero_point(mm, spec.fmt, granularity="token")
+        s, zp = minmax_scale_zero_point(mm, fmt, granularity="token")
         s, zp = s.reshape(G), zp.reshape(G)
         err = (fake_quant(s, zp) - xg_GM).square().mean(dim=1)  # (G,)
         if best is None:
@@ -76,14 +76,14 @@ def percentile_range(xg_GM: torch.Tensor, spec: QuantSpec, fake_quant) -> tuple[
 def _params(x_NC: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(scale (G,), zero point (G,) or None) over all rows of ``x_NC``."""
     G = _groups(spec, x_NC.shape[-1])
-    xg = x_NC.float().reshape(x_NC.shape[0], G, -1).transpose(0, 1).reshape(G, -1)  # (G, rows * group)
-    if spec.range_search == "percentile":
-        x = x_NC.float()
+    x = x_NC.float()
 
-        def fq(s, zp):  # the activation quantizer itself, regrouped as xg
-            return _fq(x, spec, s, zp).reshape(x.shape[0], G, -1).transpose(0, 1).reshape(G, -1)
+    def regroup(t_NC):  # (G, rows * group)
+        return t_NC.reshape(t_NC.shape[0], G, -1).transpose(0, 1).reshape(G, -1)
 
-        return percentile_range(xg, spec, fq)
+    xg = regroup(x)
+    if spec.range_search == "percentile":  # through the activation quantizer itself
+        return percentile_range(xg, spec.fmt, lambda s, zp: regroup(_fq(x, spec, s, zp)))
     if spec.asymmetric:
         mm = torch.stack((xg.amin(dim=1), xg.amax(dim=1)), dim=1)  # (G, 2): the quantizer's own min-max rule
         s, zp = minmax_scale_zero_point(mm, spec.fmt, granularity="token")
