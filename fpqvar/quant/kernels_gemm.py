@@ -45,6 +45,7 @@ import torch
 from fpqvar import kernels
 from fpqvar.kernels import int_gemm as IG
 from fpqvar.kernels.select import Candidate, Operation
+from fpqvar.quant import kernels_pack as KP
 
 __all__ = ["PreparedWeight", "expand_scales", "linear_int", "gemm_impl", "ROW_CHUNK_ELEMS", "EXPAND_MAX_ROWS"]
 
@@ -61,6 +62,10 @@ ROW_CHUNK_ELEMS_F32 = 1 << 20
 # The float32 GEMM with few rows: one batched GEMM over the segments (``_linear_bmm``) instead of the segment loop
 # while (parts x rows) stays below this; measured on the 2-core dev machine for var-d16's layers.
 BMM_MAX_ROWS = 64
+# ... in blocks of segments whose (segments, parts, rows, O) products stay in cache: 2**18 elements (1 MiB).
+BMM_BLOCK_ELEMS = 1 << 18
+# Two parts (DFQ) packed into one float32 GEMM where the exactness bound holds (kernels_pack); a switch for tests.
+PACK = True
 
 
 def expand_scales(s_RG: torch.Tensor, width: int, seg: int) -> torch.Tensor:
@@ -104,6 +109,12 @@ class PreparedWeight:
         if dt not in self._operands:
             self._operands[dt] = self.w_IO.to(dt)
         return self._operands[dt]
+
+    def norm2_G(self) -> torch.Tensor:
+        """``(G,)`` float64: each segment's largest squared column norm (for the packing bound, cached)."""
+        if "norm2" not in self._operands:
+            self._operands["norm2"] = KP.weight_norm2_G(self.w_IO, self.G)
+        return self._operands["norm2"]
 
     def k_chunk(self) -> int:
         """Reduction length of an exact float32 GEMM against this weight (activation codes |n| <= 127)."""
@@ -204,7 +215,9 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache.
 
     The parts (DFQ: negative and positive halves) of a row chunk are stacked along the rows, so each segment is
-    one GEMM that reads the weight once; the partials are still added in the datapath's order (negative first)."""
+    one GEMM that reads the weight once; with the float32 GEMM, two parts are packed into one operand where a bound
+    proves it exact (:mod:`fpqvar.quant.kernels_pack`), one GEMM of the float model's size. The partials are still
+    added in the datapath's order (negative first)."""
     T = parts[0][0].shape[0]
     P = len(parts)
     O, seg, dev = w.w_IO.shape[1], w.seg, w.w_IO.device
@@ -215,17 +228,31 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     dfl = torch.empty((P * tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by
     # an int32 tensor would allocate the cast every time)
     d = torch.empty((P * tc, O), dtype=torch.int32, device=dev) if impl == "int8" else None
-    ops = [n.to(IG.operand_dtype(impl)) for n, _, _ in parts]  # no copy for int8
+    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if impl == "float32" and P == 2 and PACK else None
     for t0 in range(0, T, tc):
         t1 = min(T, t0 + tc)
         r = t1 - t0
-        a = ops[0][t0:t1] if P == 1 else torch.cat([op[t0:t1] for op in ops])  # (P * r, I)
-        acc, b, df = y[t0:t1], buf[:r], dfl[: P * r]
+        rows = slice(t0, t1)
+        acc, b, df = y[rows], buf[:r], dfl[: P * r]
         dd = None if d is None else d[: P * r]
+        fails_RG = None if pk is None else ~pk.fits_TG[rows]
+        n_fail = [0] * w.G if pk is None else fails_RG.sum(0).tolist()
+        packed = [pk is not None and k <= KP.FIX_MAX_FRACTION * r for k in n_fail]
+        a = None
         first = True
         for g in range(w.G):
-            # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
-            segment_dot(impl, a, w, slice(None), slice(g * seg, (g + 1) * seg), out=df, scratch_i32=dd)
+            cols = slice(g * seg, (g + 1) * seg)
+            if packed[g]:  # one GEMM for both parts, decoded exactly; the rows outside the bound redone
+                torch.mm(pk.a_TI[rows, cols], w.operand("float32")[cols], out=b)
+                KP.decode_(b, pk.M_TG[rows, g : g + 1], pk.invM_TG[rows, g : g + 1], df[:r], df[r:])
+                if n_fail[g]:
+                    KP.fix_rows_(parts[0][0], parts[1][0], w.operand("float32")[cols], fails_RG[:, g], t0, cols,
+                                 w.k_chunk(), df[:r], df[r:])
+            else:
+                if a is None:
+                    a = _stacked_operand(parts, rows, impl)
+                # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
+                segment_dot(impl, a, w, slice(None), cols, out=df, scratch_i32=dd)
             for i, ((_, s, unit), sw) in enumerate(zip(parts, sws)):
                 d_i = df[i * r : (i + 1) * r]
                 if not fold_unit:
@@ -239,30 +266,61 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     return y
 
 
-def _scale_accumulate(parts, w: PreparedWeight, d_GPTO: torch.Tensor) -> torch.Tensor:
-    """``sum_(g, p) fl32(fl32(s_x * s_w * unit) * D)`` in (g, p) order (g-major, DFQ's negative part first)."""
+def _stacked_operand(parts, rows: slice, impl: str) -> torch.Tensor:
+    """``(P * r, I)``: the parts' codes of ``rows`` stacked along the rows, in ``impl``'s operand dtype."""
+    ns = [n[rows].to(IG.operand_dtype(impl)) for n, _, _ in parts]  # int8: no copy
+    return ns[0] if len(ns) == 1 else torch.cat(ns)
+
+
+def _scale_accumulate(parts, w: PreparedWeight, d_GPTO: torch.Tensor, g0: int = 0,
+                      acc: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_(g, p) fl32(fl32(s_x * s_w * unit) * D)`` in (g, p) order (g-major, DFQ's negative part first), for
+    the segments ``g0 .. g0 + G`` of the layer, added to ``acc`` (the earlier segments' sum) when given."""
     G, P, T, O = d_GPTO.shape
+    gs = slice(g0, g0 + G)
     if P == 1:
-        s, sw = parts[0][1].t().view(G, 1, T, 1), w.scaled(parts[0][2]).view(G, 1, 1, O)
+        s, sw = parts[0][1][:, gs].t().reshape(G, 1, T, 1), w.scaled(parts[0][2])[gs].view(G, 1, 1, O)
     else:
-        s = torch.stack([s.t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
-        sw = w.scaled_stack(tuple(unit for _, _, unit in parts))  # (G, P, 1, O)
+        s = torch.stack([s[:, gs].t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
+        sw = w.scaled_stack(tuple(unit for _, _, unit in parts))[gs]  # (G, P, 1, O)
     prod = torch.mul(s, sw).mul_(d_GPTO).view(G * P, T, O)
-    acc = prod[0]
-    for i in range(1, G * P):
+    first = 0
+    if acc is None:
+        acc, first = prod[0], 1
+    for i in range(first, G * P):
         acc.add_(prod[i])
     return acc
 
 
 def _linear_bmm(parts, w: PreparedWeight) -> torch.Tensor:
-    """Few rows, float32 GEMM: every (segment, part) dot product in one batched GEMM over the segments, exact as a
-    segment's reduction (``seg <= k_chunk``) keeps every partial sum an integer below 2**24; reads the weight once
-    instead of making ``G`` small GEMM calls."""
+    """Few rows, float32 GEMM: the (segment, part) dot products of a block of segments in one batched GEMM, exact
+    as a segment's reduction (``seg <= k_chunk``) keeps every partial sum an integer below 2**24; fewer, larger
+    GEMM calls than the segment loop, while a block's products stay in cache (``BMM_BLOCK_ELEMS``). Two parts are
+    packed into one operand where the bound of :mod:`fpqvar.quant.kernels_pack` holds for every row (half the
+    rows)."""
     T = parts[0][0].shape[0]
     O, seg, G, P = w.w_IO.shape[1], w.seg, w.G, len(parts)
-    a_GRS = torch.cat([n for n, _, _ in parts]).to(torch.float32).view(P * T, G, seg).transpose(0, 1)
-    d = IG.batched_gemm_to_f32("float32", a_GRS, w.operand("float32").view(G, seg, O), k_chunk=w.k_chunk())
-    return _scale_accumulate(parts, w, d.view(G, P, T, O))
+    w_GSO = w.operand("float32").view(G, seg, O)
+    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if P == 2 and PACK else None
+    if pk is not None and not bool(pk.fits_TG.all()):
+        pk = None
+    if pk is not None:
+        a_GRS = pk.a_TI.view(T, G, seg).transpose(0, 1)
+        M_GT1, invM_GT1 = pk.M_TG.t().unsqueeze(-1), pk.invM_TG.t().unsqueeze(-1)
+    else:
+        a_GRS = torch.cat([n for n, _, _ in parts]).to(torch.float32).view(P * T, G, seg).transpose(0, 1)
+    gb = max(1, min(G, BMM_BLOCK_ELEMS // max(P * T * O, 1)))
+    acc = None
+    for g0 in range(0, G, gb):
+        gs = slice(g0, min(G, g0 + gb))
+        if pk is not None:
+            y = torch.bmm(a_GRS[gs], w_GSO[gs])  # exact: the plan's bound
+            d = torch.empty((y.shape[0], P, T, O), dtype=torch.float32, device=y.device)
+            KP.decode_(y, M_GT1[gs], invM_GT1[gs], d[:, 0], d[:, 1])
+        else:
+            d = IG.batched_gemm_to_f32("float32", a_GRS[gs], w_GSO[gs], k_chunk=w.k_chunk()).view(-1, P, T, O)
+        acc = _scale_accumulate(parts, w, d, g0, acc)
+    return acc
 
 
 def _linear_expanded(parts, w: PreparedWeight, impl: str) -> torch.Tensor:
