@@ -170,13 +170,15 @@ def _sc(value, like: torch.Tensor, dtype: torch.dtype):
     return _const(value, dtype, like.device)
 
 
-def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, dfq: bool = False):
+def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, dfq: bool = False, as_gap: bool = False):
     """Round float32 ``t`` (clamped, scaled units) onto ``grid``: ``(r, tie, half)``; ``t`` is kept.
 
     Step of each element: ``2**(max(e, emin) - mbits)``. ``dfq``: negative ``t`` (DFQ's negative half, an integer
     grid) get the grid's smallest step, 1, for free: the exponent is read together with the sign bit, so a
     negative ``t`` reads as a negative int32 and the clamp to ``emin`` takes it (needs ``emin == mbits``, checked
     in :func:`quantize_act_dfq`). ``tie``: ``t`` exactly halfway between two grid points; ``half``: half the step.
+    ``as_gap``: ``tie`` as the float32 gap ``|t - r| - half`` instead (exact, <= 0, and 0 exactly at the ties), whose
+    ``amax`` tells whether any tie exists faster than a bool mask's ``any`` on CPU.
     """
     i32 = torch.int32
     mask = 0xFF800000 - (1 << 32) if dfq else _EXP  # sign + exponent (as a negative int32) / exponent
@@ -188,13 +190,14 @@ def _round_scaled(t: torch.Tensor, grid: IntGrid, rounding: str, dfq: bool = Fal
         big = torch.add(eb, _sc(((23 - grid.mbits) << 23) + _HALF, t, i32)).view(torch.float32)  # eb: no mantissa
         r = torch.add(t, big).sub_(big)
         half = eb.sub_(_sc((grid.mbits + 1) << 23, t, i32)).view(torch.float32)
-        tie = torch.eq(torch.sub(t, r).abs_(), half)
+        gap = torch.sub(t, r, out=big).abs_().sub_(half)  # exact: r is t rounded to a step, |t - r| <= half
+        tie = gap if as_gap else torch.eq(gap, 0)
     elif rounding == "ties_up":
         step = eb.sub_(grid.mbits << 23).view(torch.float32)
         u = torch.div(t, step)  # exact (power of two)
         r = torch.floor(u)
         frac = u.sub_(r)
-        tie = torch.eq(frac, 0.5)
+        tie = torch.sub(frac, 0.5).abs_().neg_() if as_gap else torch.eq(frac, 0.5)
         r.add_(frac.ge_(0.5)).mul_(step)  # floor(t / step + 1/2) * step: ties to the larger value
         half = step.mul_(0.5)
     else:
@@ -299,15 +302,15 @@ def quantize_act_ranged(x_TI: torch.Tensor, grid: IntGrid, *, group_size: int | 
         t = torch.div(xg[rb], sk[rb])
         if scale is not None:  # saturate; absmax scales give |t| <= max * (1 + 2**-23), which rounds to max
             t.clamp_(grid.lo, grid.hi)
-        r, tie, _ = _round_scaled(t, grid, rounding)
+        r, gap, _ = _round_scaled(t, grid, rounding, as_gap=True)
         if n is None:
             n = r.to(torch.int8)
             nb = n
         else:
             nb = n[rb]
             nb.copy_(r)
-        if bool(tie.any()):
-            _fix_ties(nb, tie, xg[rb], sk[rb], grid, rounding)
+        if float(gap.amax()) == 0.0:  # a tie
+            _fix_ties(nb, gap == 0, xg[rb], sk[rb], grid, rounding)
     return n.view(T, x_TI.shape[1]), s.reshape(T, G).contiguous(), rng
 
 
@@ -354,10 +357,10 @@ def quantize_act_dfq_ranged(x_TI: torch.Tensor, neg: IntGrid, pos: IntGrid, *, g
         # t = x / s_neg where x <= 0, else x / s_pos (both quotients carry x's sign; adding the other's 0 is
         # exact): cheaper than torch.where on this CPU. |t| <= max * (1 + 2**-23): rounds inside the grid.
         t = torch.div(xb, sk_neg[rb]).clamp_(max=0.0).add_(torch.div(xb, sk_pos[rb]).clamp_(min=0.0))
-        r, tie, _ = _round_scaled(t, pos, rounding, dfq=True)
+        r, gap, _ = _round_scaled(t, pos, rounding, dfq=True, as_gap=True)
         n[rb] = r
-        if bool(tie.any()):
-            _fix_ties(n[rb], tie, xb, torch.where(xb <= 0, sk_neg[rb], sk_pos[rb]), pos, rounding, dfq=True)
+        if float(gap.amax()) == 0.0:  # a tie
+            _fix_ties(n[rb], gap == 0, xb, torch.where(xb <= 0, sk_neg[rb], sk_pos[rb]), pos, rounding, dfq=True)
     n = n.view(T, x_TI.shape[1])
     return (n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous(),
             rng)
