@@ -144,3 +144,15 @@ def test_dfq_layer_bit_exact_on_every_packing_path(strategy, mode, monkeypatch):
         assert calls["mm_packed"] > 0 and calls["fix"] > 0
     else:
         assert calls["mm_packed"] == 0
+
+
+def test_segment_norms_exact_for_long_segments_and_empty_weights():
+    """Squared norms are exact integers for any segment length (a float32 sum of 2048 squares of 127 would round)
+    and a weight without outputs has zero norms."""
+    v = torch.full((2, 1, 2049), 127.0)
+    v[1, 0, ::2] = 125.0
+    exact = (v.to(torch.int64) ** 2).sum(-1).to(torch.float64)
+    assert torch.equal(KP._seg_norm2(v), exact)
+    assert torch.equal(KP._seg_norm2(v[:, :, :128]), (v[:, :, :128].to(torch.int64) ** 2).sum(-1).double())
+    no_outputs = torch.zeros((256, 0), dtype=torch.int8)
+    assert torch.equal(KP.weight_norm2_G(no_outputs, 2), torch.zeros(2, dtype=torch.float64))
