@@ -12,7 +12,9 @@ the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement
 - ``"float32"``: a float32 GEMM on the same integer values, exact while every partial sum stays within 2**24
   (FP4 groups of 128: ``|D| <= 128 * 144``); longer reductions are chunked along K and summed in int32.
 
-Both give the same float32 ``D``. Why not bf16: the integer operands are exact in bf16 and a bf16 GEMM accumulates
+Both give the same float32 ``D``. With the float32 GEMM, DFQ's two parts share one GEMM on the packed operand
+``p + M q`` wherever a Cauchy-Schwarz bound proves it exact (:mod:`fpqvar.quant.kernels_pack`): the float model's
+GEMM size instead of twice it. Why not bf16: the integer operands are exact in bf16 and a bf16 GEMM accumulates
 in float32, but torch 2.13 on CPU returns the result rounded to bf16 (``aten::mm.dtype`` has no CPU kernel) and a
 15-bit group sum does not fit bf16's 8 significant bits.
 
