@@ -230,7 +230,7 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     dfl = torch.empty((P * tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by
     # an int32 tensor would allocate the cast every time)
     d = torch.empty((P * tc, O), dtype=torch.int32, device=dev) if impl == "int8" else None
-    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if impl == "float32" and P == 2 and PACK else None
+    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if impl == "float32" and _packs(parts, dev) else None
     for t0 in range(0, T, tc):
         t1 = min(T, t0 + tc)
         r = t1 - t0
@@ -268,6 +268,11 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     return y
 
 
+def _packs(parts, device: torch.device) -> bool:
+    """Two parts, packing on (``PACK``) and float32 GEMMs at full precision on ``device``."""
+    return len(parts) == 2 and PACK and KP.exact_f32_matmul(device)
+
+
 def _stacked_operand(parts, rows: slice, impl: str) -> torch.Tensor:
     """``(P * r, I)``: the parts' codes of ``rows`` stacked along the rows, in ``impl``'s operand dtype."""
     ns = [n[rows].to(IG.operand_dtype(impl)) for n, _, _ in parts]  # int8: no copy
@@ -303,7 +308,7 @@ def _linear_bmm(parts, w: PreparedWeight) -> torch.Tensor:
     T = parts[0][0].shape[0]
     O, seg, G, P = w.w_IO.shape[1], w.seg, w.G, len(parts)
     w_GSO = w.operand("float32").view(G, seg, O)
-    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if P == 2 and PACK else None
+    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if _packs(parts, w.w_IO.device) else None
     if pk is not None and not bool(pk.fits_TG.all()):
         pk = None
     if pk is not None:

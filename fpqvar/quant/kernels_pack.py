@@ -24,12 +24,28 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PackPlan", "plan", "weight_norm2_G", "decode_", "fix_rows_", "LIMIT", "FIX_MAX_FRACTION"]
+__all__ = ["PackPlan", "plan", "exact_f32_matmul", "weight_norm2_G", "decode_", "fix_rows_", "LIMIT",
+           "FIX_MAX_FRACTION"]
 
 LIMIT = float(1 << 24)  # every integer below it is a float32 (and each partial sum must stay below it)
 # A (row chunk, segment) with more failing tokens than this fraction takes the two-GEMM path: fixing k rows costs
 # two (k x seg) x (seg x O) GEMMs, against one (rows x seg) x (seg x O) GEMM for the whole second part.
 FIX_MAX_FRACTION = 0.25
+
+
+def exact_f32_matmul(device: torch.device) -> bool:
+    """Whether float32 GEMMs on ``device`` keep full float32 operands: packed operands reach 2**24, so TF32 (10
+    mantissa bits) or a bf16 "fp32 precision" (``torch.set_float32_matmul_precision("medium")`` on CPU) would
+    round them; the unpacked integer operands (<= 127) survive both, which is why only the packing checks this."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    mk = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    if getattr(mk, "fp32_precision", "none") not in ("none", "ieee"):
+        return False
+    if device.type == "cuda":
+        cm = torch.backends.cuda.matmul
+        return not cm.allow_tf32 and getattr(cm, "fp32_precision", "none") in ("none", "ieee")
+    return True
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,27 @@ def test_segment_norms_exact_for_long_segments_and_empty_weights():
     assert torch.equal(KP._seg_norm2(v[:, :, :128]), (v[:, :, :128].to(torch.int64) ** 2).sum(-1).double())
     no_outputs = torch.zeros((256, 0), dtype=torch.int8)
     assert torch.equal(KP.weight_norm2_G(no_outputs, 2), torch.zeros(2, dtype=torch.float64))
+
+
+def test_no_packing_when_float32_matmuls_may_round(monkeypatch):
+    """Under ``set_float32_matmul_precision("medium")`` (bf16 / TF32 float32 GEMMs) packed operands would round:
+    the packing is off and the layer stays exact on the two-GEMM path."""
+    calls = []
+    real_decode = KP.decode_
+    monkeypatch.setattr(KP, "decode_", lambda *a: calls.append(1) or real_decode(*a))
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((40, 256)).astype(np.float32)
+    w = (rng.standard_normal((24, 256)) * 0.05).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    ref = dp.linear_dfq_through_datapath(x, w, b)
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert not KP.exact_f32_matmul(torch.device("cpu"))
+        assert np.array_equal(_dfq_layer(x, w, b), ref)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    assert not calls
+    assert KP.exact_f32_matmul(torch.device("cpu"))
+    _dfq_layer(x, w, b)
+    assert calls
