@@ -230,14 +230,16 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     dfl = torch.empty((P * tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by
     # an int32 tensor would allocate the cast every time)
     d = torch.empty((P * tc, O), dtype=torch.int32, device=dev) if impl == "int8" else None
-    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if impl == "float32" and _packs(parts, dev) else None
+    packs = impl == "float32" and _packs(parts, dev)
     for t0 in range(0, T, tc):
         t1 = min(T, t0 + tc)
         r = t1 - t0
         rows = slice(t0, t1)
         acc, b, df = y[rows], buf[:r], dfl[: P * r]
         dd = None if d is None else d[: P * r]
-        fails_RG = None if pk is None else ~pk.fits_TG[rows]
+        # the packing plan of this chunk (its packed operand is (r, I) float32, like the stacked one)
+        pk = KP.plan(parts[0][0][rows], parts[1][0][rows], w.norm2_G()) if packs else None
+        fails_RG = None if pk is None else ~pk.fits_TG
         n_fail = [0] * w.G if pk is None else fails_RG.sum(0).tolist()
         packed = [pk is not None and k <= KP.FIX_MAX_FRACTION * r for k in n_fail]
         a = None
@@ -245,8 +247,8 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
         for g in range(w.G):
             cols = slice(g * seg, (g + 1) * seg)
             if packed[g]:  # one GEMM for both parts, decoded exactly; the rows outside the bound redone
-                torch.mm(pk.a_TI[rows, cols], w.operand("float32")[cols], out=b)
-                KP.decode_(b, pk.M_TG[rows, g : g + 1], pk.invM_TG[rows, g : g + 1], df[:r], df[r:])
+                torch.mm(pk.a_TI[:, cols], w.operand("float32")[cols], out=b)
+                KP.decode_(b, pk.M_TG[:, g : g + 1], pk.invM_TG[:, g : g + 1], df[:r], df[r:])
                 if n_fail[g]:
                     KP.fix_rows_(parts[0][0], parts[1][0], w.operand("float32")[cols], fails_RG[:, g], t0, cols,
                                  w.k_chunk(), df[:r], df[r:])

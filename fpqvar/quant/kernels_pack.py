@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fpqvar.kernels import int_gemm as IG
+
 __all__ = ["PackPlan", "plan", "exact_f32_matmul", "weight_norm2_G", "decode_", "fix_rows_", "LIMIT",
            "FIX_MAX_FRACTION"]
 
@@ -109,8 +111,6 @@ def fix_rows_(q_TI: torch.Tensor, p_TI: torch.Tensor, w_SO: torch.Tensor, fails_
               cols: slice, k_chunk: int, dq_RO: torch.Tensor, dp_RO: torch.Tensor) -> None:
     """Redo the rows of a chunk (starting at token ``t0``) whose bound failed: both dot products from one stacked
     exact GEMM (``kernels.int_gemm.gemm_to_f32``, K chunked to ``k_chunk``)."""
-    from fpqvar.kernels import int_gemm as IG
-
     idx = fails_R.nonzero().squeeze(1)
     k = idx.numel()
     a = torch.cat([q_TI[t0 + idx, cols], p_TI[t0 + idx, cols]]).to(torch.float32)
