@@ -49,17 +49,16 @@ from fpqvar.kernels import int_gemm as IG
 from fpqvar.kernels.select import Candidate, Operation
 from fpqvar.quant import kernels_pack as KP
 
-__all__ = ["PreparedWeight", "expand_scales", "linear_int", "gemm_impl", "ROW_CHUNK_ELEMS", "EXPAND_MAX_ROWS"]
+__all__ = ["PreparedWeight", "expand_scales", "linear_int", "gemm_impl", "ROW_CHUNK_ELEMS"]
 
 # Row chunks of the (T, O) float32 accumulator in the segment loop: measured on the 2-core dev machine,
 # 2**18 elements (1 MiB) beat 2**14 .. 2**16 (small int8 GEMMs) and 2**20 (L2 misses), e.g. fc2 of var-d16.
 ROW_CHUNK_ELEMS = 1 << 18
-# Few rows (the first scales): one GEMM over a block-diagonal expansion (G * P * T rows) beats G small GEMMs
-# while the expanded row count stays below this (the GEMM is weight-bandwidth bound there).
-EXPAND_MAX_ROWS = 64
 # The float32 GEMM wants more rows per call (K is only one segment, 128): 2**20 accumulator elements measured
-# faster than 2**18 for var-d16's layers (benchmarks/bench_fast_linear.py); the block-diagonal expansion costs
-# G x the flops, which only the int8 GEMM's speed pays for.
+# faster than 2**18 for var-d16's layers (benchmarks/bench_fast_linear.py).
+# (A block-diagonal expansion, one GEMM of G x the rows and flops for few rows, was dropped on 2026-12-07: the segment
+# loop measured as fast or faster on every var-d16 / var-d30 / default-model shape, e.g. qkv of var-d16 at 8 rows
+# 0.46 ms against 1.16 ms.)
 ROW_CHUNK_ELEMS_F32 = 1 << 20
 # The float32 GEMM with few rows: one batched GEMM over the segments (``_linear_bmm``) instead of the segment loop
 # while (parts x rows) stays below this; measured on the 2-core dev machine for var-d16's layers.
@@ -191,16 +190,14 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
     """
     T = parts[0][0].shape[0]
     O = w.w_IO.shape[1]
-    G = _check_linear(parts, w)
+    _check_linear(parts, w)
     if T == 0:
         return w.w_IO.new_zeros((0, O), dtype=torch.float32)
     if fold_unit is None:
         fold_unit = _foldable(parts, w)
     impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
-    if fold_unit and impl == "int8" and G * len(parts) * T <= EXPAND_MAX_ROWS and w.w_IO.device.type == "cpu":
-        y = _linear_expanded(parts, w, impl)
-    elif (fold_unit and impl == "float32" and len(parts) * T <= BMM_MAX_ROWS and w.seg <= w.k_chunk()
+    if (fold_unit and impl == "float32" and len(parts) * T <= BMM_MAX_ROWS and w.seg <= w.k_chunk()
           and w.w_IO.device.type == "cpu"):
         y = _linear_bmm(parts, w)
     else:
@@ -330,19 +327,6 @@ def _linear_bmm(parts, w: PreparedWeight) -> torch.Tensor:
             d = IG.batched_gemm_to_f32("float32", a_GRS[gs], w_GSO[gs], k_chunk=w.k_chunk()).view(-1, P, T, O)
         acc = _scale_accumulate(parts, w, d, g0, acc)
     return acc
-
-
-def _linear_expanded(parts, w: PreparedWeight, impl: str) -> torch.Tensor:
-    """Few rows: one GEMM over a block-diagonal expansion gives every (segment, part) product at once."""
-    T = parts[0][0].shape[0]
-    (I, O), seg, G, P = w.w_IO.shape, w.seg, w.G, len(parts)
-    xe = torch.zeros((G, P, T, G, seg), dtype=IG.operand_dtype(impl), device=w.w_IO.device)
-    diag = xe.diagonal(dim1=0, dim2=3)  # (P, T, seg, G): the blocks [g, p, :, g, :]
-    for p, (n, _, _) in enumerate(parts):
-        diag[p].copy_(n.view(T, G, seg).permute(0, 2, 1))
-    # float32: chunked along K wherever a row's partial sums could pass 2**24 (exact, as int32)
-    d = segment_dot(impl, xe.view(G * P * T, I), w, slice(None), slice(None)).view(G, P, T, O)
-    return _scale_accumulate(parts, w, d)
 
 
 # --- the kernel selector's integer-GEMM operations: measured on this module's own accumulation loop -------------

@@ -205,20 +205,18 @@ def test_linear_bit_exact_vs_datapath_ragged_tokens(T, dfq):
     assert np.array_equal(_pure_fast(x, w, b, "rne", dfq), ref)
 
 
-@pytest.mark.parametrize("strategy", ["expanded", "bmm", "loop", "loop_unfolded", "chunked"])
+@pytest.mark.parametrize("strategy", ["bmm", "loop", "loop_unfolded", "chunked"])
 @pytest.mark.parametrize("dfq", [False, True])
 def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch, gemm_impl):
-    """Every code path of linear_int (block-diagonal GEMM, batched float32 GEMM, segment loop, literal unit
-    order, row chunks)."""
+    """Every code path of linear_int (batched float32 GEMM, segment loop, literal unit order, row chunks)."""
     bmm_calls = []
     real_bmm = KG._linear_bmm
     monkeypatch.setattr(KG, "_linear_bmm", lambda *a: bmm_calls.append(1) or real_bmm(*a))
     r = _rng(11)
-    T, I = (3, 512) if strategy == "expanded" else (37, 512)
+    T, I = 37, 512
     x = np.concatenate([_tie_heavy(T, I // 128, 12), r.standard_normal((T, I)).astype(np.float32)])
     w = (r.standard_normal((72, I)) * 0.05).astype(np.float32)
     b = r.standard_normal(72).astype(np.float32)
-    monkeypatch.setattr(KG, "EXPAND_MAX_ROWS", 10**6 if strategy == "expanded" else 0)
     monkeypatch.setattr(KG, "BMM_MAX_ROWS", 10**6 if strategy == "bmm" else 0)  # float32 GEMM only
     if strategy == "chunked":
         monkeypatch.setattr(KG, "ROW_CHUNK_ELEMS", 7 * 72)  # 7 rows per chunk, a ragged last chunk
