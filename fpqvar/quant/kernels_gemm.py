@@ -60,8 +60,8 @@ ROW_CHUNK_ELEMS = 1 << 18
 # loop measured as fast or faster on every var-d16 / var-d30 / default-model shape, e.g. qkv of var-d16 at 8 rows
 # 0.46 ms against 1.16 ms.)
 ROW_CHUNK_ELEMS_F32 = 1 << 20
-# The float32 GEMM with few rows: one batched GEMM over the segments (``_linear_bmm``) instead of the segment loop
-# while (parts x rows) stays below this; measured on the 2-core dev machine for var-d16's layers.
+# Few rows: the blocked dot products and one scale-and-accumulate per block (``_linear_bmm``) instead of the segment
+# loop while (parts x rows) stays below this; measured on the 2-core dev machine for var-d16's layers.
 BMM_MAX_ROWS = 64
 # ... in blocks of segments whose (segments, parts, rows, O) products stay in cache: 2**18 elements (1 MiB).
 BMM_BLOCK_ELEMS = 1 << 18
@@ -197,9 +197,9 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
         fold_unit = _foldable(parts, w)
     impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
-    if (fold_unit and impl == "float32" and len(parts) * T <= BMM_MAX_ROWS and w.seg <= w.k_chunk()
-          and w.w_IO.device.type == "cpu"):
-        y = _linear_bmm(parts, w)
+    if (fold_unit and len(parts) * T <= BMM_MAX_ROWS and (impl == "int8" or w.seg <= w.k_chunk())
+            and w.w_IO.device.type == "cpu"):
+        y = _linear_bmm(parts, w, impl)
     else:
         y = _linear_loop(parts, w, fold_unit, impl)
     if bias is not None:
@@ -298,28 +298,39 @@ def _scale_accumulate(parts, w: PreparedWeight, d_GPTO: torch.Tensor, g0: int = 
     return acc
 
 
-def _linear_bmm(parts, w: PreparedWeight) -> torch.Tensor:
-    """Few rows, float32 GEMM: the (segment, part) dot products of a block of segments in one batched GEMM, exact
-    as a segment's reduction (``seg <= k_chunk``) keeps every partial sum an integer below 2**24; fewer, larger
-    GEMM calls than the segment loop, while a block's products stay in cache (``BMM_BLOCK_ELEMS``). Two parts are
-    packed into one operand where the bound of :mod:`fpqvar.quant.kernels_pack` holds for every row (half the
-    rows)."""
+def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32") -> torch.Tensor:
+    """Few rows: the (segment, part) dot products of a block of segments at once, then one scale-and-accumulate
+    over the block (a handful of ops instead of four per segment and part, which dominate at few rows), while a
+    block's products stay in cache (``BMM_BLOCK_ELEMS``).
+
+    float32: one batched GEMM per block, exact as a segment's reduction (``seg <= k_chunk``) keeps every partial
+    sum an integer below 2**24; two parts are packed into one operand where the bound of
+    :mod:`fpqvar.quant.kernels_pack` holds for every row (half the rows). int8: one ``_int_mm`` per segment into the
+    block's int32 products, converted once (exact below 2**24, else rounded once, as in the segment loop)."""
     T = parts[0][0].shape[0]
     O, seg, G, P = w.w_IO.shape[1], w.seg, w.G, len(parts)
-    w_GSO = w.operand("float32").view(G, seg, O)
-    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if _packs(parts, w.w_IO.device) else None
+    pk = KP.plan(parts[0][0], parts[1][0], w.norm2_G()) if impl == "float32" and _packs(parts, w.w_IO.device) \
+        else None
     if pk is not None and not bool(pk.fits_TG.all()):
         pk = None
-    if pk is not None:
+    if impl == "int8":
+        a_RI = _stacked_operand(parts, slice(None), impl)  # (P * T, I)
+    elif pk is not None:
         a_GRS = pk.a_TI.view(T, G, seg).transpose(0, 1)
         M_GT1, invM_GT1 = pk.M_TG.t().unsqueeze(-1), pk.invM_TG.t().unsqueeze(-1)
     else:
-        a_GRS = torch.cat([n for n, _, _ in parts]).to(torch.float32).view(P * T, G, seg).transpose(0, 1)
+        a_GRS = _stacked_operand(parts, slice(None), impl).view(P * T, G, seg).transpose(0, 1)
+    w_GSO = w.operand(impl).view(G, seg, O)
     gb = max(1, min(G, BMM_BLOCK_ELEMS // max(P * T * O, 1)))
     acc = None
     for g0 in range(0, G, gb):
         gs = slice(g0, min(G, g0 + gb))
-        if pk is not None:
+        if impl == "int8":
+            d32 = torch.empty((gs.stop - g0, P * T, O), dtype=torch.int32, device=a_RI.device)
+            for i in range(gs.stop - g0):
+                _int_mm(a_RI[:, (g0 + i) * seg : (g0 + i + 1) * seg], w_GSO[g0 + i], out=d32[i])
+            d = d32.to(torch.float32).view(-1, P, T, O)
+        elif pk is not None:
             y = torch.bmm(a_GRS[gs], w_GSO[gs])  # exact: the plan's bound
             d = torch.empty((y.shape[0], P, T, O), dtype=torch.float32, device=y.device)
             KP.decode_(y, M_GT1[gs], invM_GT1[gs], d[:, 0], d[:, 1])
