@@ -15,8 +15,8 @@ import typer
 from fpqvar.cli.common import check_outputs, check_seed, choose_recipe, fail, print_json
 
 DEMO_RECIPES = "fp16,int4-rtn,fp4-rtn,fpqvar-w4a4,fpqvar-w6a6"
-# 500 images per recipe: the whole demo in ~3 minutes on an idle 2-core CPU (benchmarks/bench_demo.py: 2.96 min
-# AVX512, 3.03 min under AVX2 caps; 17-34 images/s per recipe, ~55 s of calibration + GALT for fpqvar-w4a4).
+# 500 images per recipe: the whole demo in ~3 minutes on an idle 2-core CPU (benchmarks/bench_demo.py: 2.97 min
+# AVX512, 3.02 min under AVX2 caps; 17-34 images/s per recipe, ~55 s of calibration + GALT for fpqvar-w4a4).
 # FID of 500 samples is biased upwards: compare with the floor at 500.
 DEMO_PER_CLASS = 50
 
