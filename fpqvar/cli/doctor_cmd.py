@@ -61,7 +61,7 @@ def kernel_choices(devices: list[str]) -> list[dict]:
 
     rows = []
     for dev in devices:
-        for op in kernels.SELECTOR.operations:
+        for op in kernels.SELECTOR.base_operations():
             if op == "threads" and dev != "cpu":
                 continue
             try:

@@ -74,11 +74,19 @@ def selection_report() -> dict:
 
 
 def summary_line() -> str:
-    """``"int_gemm:16=int8 (cpu, measured, 1.3 ms vs float32 4.5 ms); ..."``: the decisions so far, for a log."""
+    """``"int_gemm:16=int8 (cpu, measured, 1.3 ms vs float32 4.5 ms); ..."``: the decisions so far, for a log.
+    Per-shape decisions (``op@shape``, :mod:`fpqvar.quant.kernels_tune`) are counted per operation and name."""
     parts = []
+    per_shape: dict[str, dict[str, int]] = {}
     for c in SELECTOR.report()["choices"]:
+        if "@" in c["op"]:
+            counts = per_shape.setdefault(c["op"].split("@", 1)[0], {})
+            counts[c["name"]] = counts.get(c["name"], 0) + 1
+            continue
         others = ", ".join(f"{k} {v:.2f} ms" for k, v in c["times_ms"].items() if k != c["name"])
         mine = c["times_ms"].get(c["name"])
         t = "" if mine is None else f", {mine:.2f} ms" + (f" vs {others}" if others else "")
         parts.append(f"{c['op']}={c['name']} ({c['device']}, {c['source']}{t})")
+    for op, counts in per_shape.items():
+        parts.append(f"{op} per layer shape: " + ", ".join(f"{n} x{k}" for n, k in sorted(counts.items())))
     return "; ".join(parts) if parts else "none chosen yet"

@@ -210,6 +210,11 @@ class Selector:
                 del self._cache[key]
             self._quick.clear()
 
+    def base_operations(self) -> list[str]:
+        """The operations that stand alone: not the per-shape refinements ``<op>@<shape>``, which a higher layer
+        registers at a call of that shape and measures on that call's operands (``fpqvar.quant.kernels_tune``)."""
+        return [o for o in self.operations if "@" not in o]
+
     def operation(self, op: str) -> Operation:
         if op not in self.operations:
             raise KernelUnavailable(f"unknown kernel operation {op!r}; known: {', '.join(self.operations)}")

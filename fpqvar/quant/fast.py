@@ -46,6 +46,7 @@ from fpqvar.formats import DFQ_VARIANTS
 from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
+from fpqvar.quant import kernels_tune as KT
 
 __all__ = ["BACKENDS", "forward", "plan_for", "unsupported_reason", "backend_unavailable_reason"]
 
@@ -186,7 +187,7 @@ def forward(q, x: torch.Tensor) -> torch.Tensor:
     impl = KG.gemm_impl(x.device, max_abs=p.max_abs)
     try:
         try:
-            return _forward(q, p, x, *_quantizers(backend), impl)
+            return _forward(q, p, x, *_quantizers(backend), impl, tune=True)
         except RuntimeError as e:  # the chosen GEMM failed on this shape / device: drop it, once
             fallback = kernels.demote(IG.op_name(p.max_abs), x.device, impl, str(e))
             if fallback == impl:
@@ -196,7 +197,7 @@ def forward(q, x: torch.Tensor) -> torch.Tensor:
         return _reference(q, x)
 
 
-def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear, impl: str) -> torch.Tensor:
+def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear, impl: str, tune: bool = False) -> torch.Tensor:
     if getattr(q, "input_scale", None) is not None:  # online lambda (shared AdaLN, var-d36): before the rotation
         x = q.input_scale(x)
     xr = q.rotation(x) if q.rotation is not None else x
@@ -214,5 +215,7 @@ def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear, impl: str) 
         n, s, *rng = quant(x_TI, p.act, group_size=p.act_group, rounding=q.act_spec.rounding,
                            scale=p.static_scale, per_tensor=p.per_tensor)
         parts = [(n, KG.expand_scales(s, I, p.seg), unit_w * 2.0**-p.act.k, *rng)]
+    if tune and linear is KG.linear_int:  # the exact backend: the GEMM chosen for this layer's shape
+        impl = KT.choose(parts, p.weight, p.max_abs, x.device, impl)
     y = linear(parts, p.weight, p.bias, impl=impl)
     return y.reshape(*x.shape[:-1], q.out_features).to(x.dtype)

@@ -23,7 +23,7 @@ def test_doctor_json_lists_machine_tools_and_every_operation(monkeypatch):
     assert {"yosys", "iverilog", "cocotb", "cuda", "triton", "inception_weights", "official_checkpoints"} <= set(
         d["tools"])
     rows = {r["op"]: r for r in d["kernels"] if r["device"] == "cpu"}
-    assert set(rows) == set(kernels.SELECTOR.operations)
+    assert set(rows) == set(kernels.SELECTOR.base_operations())
     assert rows["galt_grad"]["name"] == "float32" and "missing" in rows["galt_grad"]["dropped"]["bfloat16"]
     assert all(r["name"] in r["times_ms"] for r in rows.values())
     kernels.reset()
@@ -32,7 +32,7 @@ def test_doctor_json_lists_machine_tools_and_every_operation(monkeypatch):
 def test_doctor_text_names_each_operation():
     res = runner.invoke(app, ["doctor"])
     assert res.exit_code == 0, res.output
-    for op in kernels.SELECTOR.operations:
+    for op in kernels.SELECTOR.base_operations():
         assert f"  {op} " in res.output
     assert "torch capability" in res.output
 

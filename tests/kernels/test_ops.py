@@ -10,7 +10,8 @@ from fpqvar.quant import kernels_gemm  # noqa: F401 - registers the integer-GEMM
 
 
 def test_every_operation_chooses_one_of_its_candidates():
-    for name, op in kernels.SELECTOR.operations.items():
+    for name in kernels.SELECTOR.base_operations():
+        op = kernels.SELECTOR.operation(name)
         c = kernels.choice(name, "cpu")
         assert c.name in op.names and c.source == "measured"
         assert c.name in c.times_ms  # the winner was measured at full size
@@ -57,12 +58,15 @@ def test_fast_path_selects_the_gemm_of_its_operand_class(monkeypatch):
         q.backend = "exact"
         kernels.reset()
         q(x)
-        assert [c["op"] for c in kernels.selection_report()["choices"]] == [op]
+        ops = [c["op"] for c in kernels.selection_report()["choices"]]
+        assert [o for o in ops if "@" not in o] == [op]
+        assert all(o.startswith(op + "@") for o in ops if "@" in o)  # its per-shape refinement, if any
         monkeypatch.setenv("FPQVAR_KERNELS", "int_gemm=float32")
         kernels.reset()
         q(x)
-        (c,) = kernels.selection_report()["choices"]
+        (c,) = [c for c in kernels.selection_report()["choices"] if "@" not in c["op"]]
         assert (c["op"], c["name"], c["source"]) == (op, "float32", "explicit")
+        assert all(c["name"] == "float32" for c in kernels.selection_report()["choices"] if "@" in c["op"])
         monkeypatch.delenv("FPQVAR_KERNELS")
 
 

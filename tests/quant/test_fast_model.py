@@ -26,7 +26,7 @@ def test_every_quantized_linear_dispatches_and_sampling_agrees(small, monkeypatc
     ref = sample_tokens(var, 2, [0, 1], seed=3, cfg=1.5, top_k=20)
     calls = []
     orig = fast._forward
-    monkeypatch.setattr(fast, "_forward", lambda *a: calls.append(a[0]) or orig(*a))
+    monkeypatch.setattr(fast, "_forward", lambda *a, **k: calls.append(a[0]) or orig(*a, **k))
     assert set_backend(var, "exact") == len(qls)
     got = sample_tokens(var, 2, [0, 1], seed=3, cfg=1.5, top_k=20)
     assert {id(m) for m in calls} == {id(m) for m in qls}  # no layer fell back to the reference path

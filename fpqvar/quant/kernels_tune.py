@@ -1,0 +1,79 @@
+"""The exact fast path's integer GEMM chosen per layer shape, by measurement on the first call's own operands.
+
+Why: the operations ``int_gemm:<bound>`` are measured once on a representative layer (512 -> 2048 at 2, 32 and 256
+rows, :func:`fpqvar.quant.kernels_gemm._bench_layer`), but which GEMM is faster depends on the shape. Under AVX2
+caps on the dev CPU float32 wins that layer, while int8 wins the default model's 256-wide layers from about 200
+rows on (README, benchmarks section). So at the first call of each (weight shape, parts, row bucket), the
+candidates that survived the base operation's measurement (its exactness probe included) are timed on that call's
+own operands (at most ``TUNE_MAX_ROWS`` rows of them), checked bit for bit against each other, and the faster is
+kept for the process. Each such decision is an operation of the kernel selector, named
+``int_gemm:<bound>@<I>x<O>s<seg>p<parts>r<rows>``: explicit choices (``FPQVAR_KERNELS=int_gemm=...``,
+``kernels.override(int_gemm=...)``, ``--backend``) name the family and win, and reports list the decisions.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from fpqvar import kernels
+from fpqvar.kernels import int_gemm as IG
+from fpqvar.kernels.select import Candidate, KernelUnavailable, Operation
+from fpqvar.quant import kernels_gemm as KG
+
+__all__ = ["TUNE_MAX_ROWS", "row_bucket", "op_for", "choose"]
+
+TUNE_MAX_ROWS = 256  # rows a decision is measured on (a larger call decides like 256 rows: the per-row cost is flat)
+_PROBE_ROWS = 8
+# op name -> the latest layer of that shape (weakly: a decision must not keep a model alive), which its candidates
+# measure on; decisions are per shape, so they outlive the layer they were first measured on
+_LAYER: dict[str, weakref.ref] = {}
+
+
+def row_bucket(T: int) -> int:
+    """1, 2, 4, ..., ``TUNE_MAX_ROWS``: the power of two at or above ``T``, capped."""
+    return min(TUNE_MAX_ROWS, 1 << max(0, int(T) - 1).bit_length())
+
+
+def op_for(parts, w: KG.PreparedWeight, max_abs: int) -> str:
+    """The selector operation deciding the GEMM of this call's shape."""
+    I, O = w.w_IO.shape
+    return f"{IG.op_name(max_abs)}@{I}x{O}s{w.seg}p{len(parts)}r{row_bucket(parts[0][0].shape[0])}"
+
+
+def _bench(impl: str, parts, name: str):
+    rows = min(parts[0][0].shape[0], TUNE_MAX_ROWS)
+    sub = [(n[:rows], s[:rows], unit) for n, s, unit, *_ in parts]  # the first call's operands (<= 256 rows)
+
+    def bench(device: torch.device, size: str):
+        pw = _LAYER[name]()
+        if pw is None:
+            raise RuntimeError(f"no live layer of shape {name} to measure on")
+        use = sub if size == "full" else [(n[:_PROBE_ROWS], s[:_PROBE_ROWS], u) for n, s, u in sub]
+        return lambda: KG.linear_int(use, pw, None, impl=impl)
+
+    return bench
+
+
+def choose(parts, w: KG.PreparedWeight, max_abs: int, device: torch.device, default: str) -> str:
+    """The GEMM for this call: ``default`` (the base operation's choice) when that was explicit or had no rival,
+    else the per-shape decision (measured at the first call of the shape)."""
+    name = op_for(parts, w, max_abs)
+    sel = kernels.SELECTOR
+    _LAYER[name] = weakref.ref(w)
+    if name not in sel.operations:
+        base_op = IG.op_name(max_abs)
+        base = sel.choice(base_op, device)
+        rivals = [n for n in base.times_ms if n not in base.dropped]
+        if base.source == "explicit" or len(rivals) < 2:
+            return default
+        cands = tuple(Candidate(c.name, c.summary, _bench(c.name, parts, name), c.unavailable)
+                      for c in sel.operation(base_op).candidates if c.name in rivals)
+        sel.register(Operation(name, f"{base_op} for a {w.w_IO.shape[0]} -> {w.w_IO.shape[1]} layer, "
+                                     f"{len(parts)} part(s), up to {row_bucket(parts[0][0].shape[0])} rows",
+                               cands, exact=True, margin=1.05))
+    try:
+        return kernels.choose(name, device)
+    except KernelUnavailable:  # every candidate failed on this shape's operands: the base choice
+        return default
