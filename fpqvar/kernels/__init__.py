@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from fpqvar.kernels.ops import build_operations
-from fpqvar.kernels.select import Choice, KernelUnavailable, Selector, machine_key
+from fpqvar.kernels.select import Choice, KernelUnavailable, Selector, machine_key, refined_base
 from fpqvar.kernels.threads import apply_default_threads
 
 __all__ = ["SELECTOR", "Choice", "KernelUnavailable", "choose", "choice", "override", "demote", "reset",
@@ -79,8 +79,9 @@ def summary_line() -> str:
     parts = []
     per_shape: dict[str, dict[str, int]] = {}
     for c in SELECTOR.report()["choices"]:
-        if "@" in c["op"]:
-            counts = per_shape.setdefault(c["op"].split("@", 1)[0], {})
+        base = refined_base(c["op"])
+        if base is not None:
+            counts = per_shape.setdefault(base, {})
             counts[c["name"]] = counts.get(c["name"], 0) + 1
             continue
         others = ", ".join(f"{k} {v:.2f} ms" for k, v in c["times_ms"].items() if k != c["name"])

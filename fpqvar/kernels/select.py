@@ -181,6 +181,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def refinement(base: str, detail: str) -> str:
+    """The name of a per-shape refinement of operation ``base`` (``int_gemm:16@256x768s128p1r64``): in ``base``'s
+    family, so explicit choices of the family cover it."""
+    return f"{base}@{detail}"
+
+
+def refined_base(op: str) -> str | None:
+    """The operation ``op`` refines (:func:`refinement`), or ``None`` for a base operation."""
+    return op.split("@", 1)[0] if "@" in op else None
+
+
 class Selector:
     """Chooses and caches; one per process by default (:data:`fpqvar.kernels.SELECTOR`). ``clock`` is
     injectable (tests pass a fake one)."""
@@ -211,9 +222,9 @@ class Selector:
             self._quick.clear()
 
     def base_operations(self) -> list[str]:
-        """The operations that stand alone: not the per-shape refinements ``<op>@<shape>``, which a higher layer
-        registers at a call of that shape and measures on that call's operands (``fpqvar.quant.kernels_tune``)."""
-        return [o for o in self.operations if "@" not in o]
+        """The operations that stand alone: not the per-shape refinements (:func:`refinement`), which a higher
+        layer registers at a call of that shape and measures on that call's operands (``fpqvar.quant.kernels_tune``)."""
+        return [o for o in self.operations if refined_base(o) is None]
 
     def operation(self, op: str) -> Operation:
         if op not in self.operations:

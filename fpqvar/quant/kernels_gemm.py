@@ -91,6 +91,7 @@ class PreparedWeight:
     w_absmax: int = 127  # max |n_w|: bounds the exact float32 reduction length (kernels.int_gemm.exact_chunk)
     _scaled: dict = None
     _operands: dict = None
+    _norm2_G: torch.Tensor = None
 
     def __post_init__(self) -> None:
         I, O = self.w_IO.shape
@@ -113,9 +114,9 @@ class PreparedWeight:
 
     def norm2_G(self) -> torch.Tensor:
         """``(G,)`` float64: each segment's largest squared column norm (for the packing bound, cached)."""
-        if "norm2" not in self._operands:
-            self._operands["norm2"] = KP.weight_norm2_G(self.w_IO, self.G)
-        return self._operands["norm2"]
+        if self._norm2_G is None:
+            self._norm2_G = KP.weight_norm2_G(self.w_IO, self.G)
+        return self._norm2_G
 
     def k_chunk(self) -> int:
         """Reduction length of an exact float32 GEMM against this weight (activation codes |n| <= 127)."""
@@ -247,8 +248,7 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
                 torch.mm(pk.a_TI[:, cols], w.operand("float32")[cols], out=b)
                 KP.decode_(b, pk.M_TG[:, g : g + 1], pk.invM_TG[:, g : g + 1], df[:r], df[r:])
                 if n_fail[g]:
-                    KP.fix_rows_(parts[0][0], parts[1][0], w.operand("float32")[cols], fails_RG[:, g], t0, cols,
-                                 w.k_chunk(), df[:r], df[r:])
+                    _redo_rows(parts, w, t0 + fails_RG[:, g].nonzero().squeeze(1), t0, cols, df[:r], df[r:])
             else:
                 if a is None:
                     a = _stacked_operand(parts, rows, impl)
@@ -272,8 +272,19 @@ def _packs(parts, device: torch.device) -> bool:
     return len(parts) == 2 and PACK and KP.exact_f32_matmul(device)
 
 
-def _stacked_operand(parts, rows: slice, impl: str) -> torch.Tensor:
-    """``(P * r, I)``: the parts' codes of ``rows`` stacked along the rows, in ``impl``'s operand dtype."""
+def _redo_rows(parts, w: PreparedWeight, idx: torch.Tensor, t0: int, cols: slice, dq_RO: torch.Tensor,
+               dp_RO: torch.Tensor) -> None:
+    """The tokens ``idx`` of a packed row chunk (starting at ``t0``) whose bound failed: both parts' dot products
+    for segment ``cols`` from one stacked exact float32 GEMM, written over the decoded rows."""
+    d = segment_dot("float32", _stacked_operand(parts, idx, "float32"), w, slice(None), cols)
+    k = idx.numel()
+    dq_RO[idx - t0] = d[:k]
+    dp_RO[idx - t0] = d[k:]
+
+
+def _stacked_operand(parts, rows, impl: str) -> torch.Tensor:
+    """``(P * r, I)``: the parts' codes of ``rows`` (a slice or an index tensor) stacked along the rows, in
+    ``impl``'s operand dtype."""
     ns = [n[rows].to(IG.operand_dtype(impl)) for n, _, _ in parts]  # int8: no copy
     return ns[0] if len(ns) == 1 else torch.cat(ns)
 

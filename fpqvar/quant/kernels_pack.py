@@ -15,7 +15,7 @@ GEMM on the packed operand ``a = p + M q`` gives ``Y = D_p + M D_q`` instead, fr
 
 The bound holds for typical activations with a wide margin (VAR's fc2 inputs in the default model: 99.99% of
 (token, segment) pairs, the median using half of ``2**24``); a token whose bound fails gets both of its dot products
-from their own GEMMs (:func:`fix_rows_`), and a row chunk where many fail takes the two-GEMM path.
+from their own GEMM (``kernels_gemm._redo_rows``), and a row chunk where many fail takes the two-GEMM path.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fpqvar.kernels import int_gemm as IG
-
-__all__ = ["PackPlan", "plan", "exact_f32_matmul", "weight_norm2_G", "decode_", "fix_rows_", "LIMIT",
-           "FIX_MAX_FRACTION"]
+__all__ = ["PackPlan", "plan", "exact_f32_matmul", "weight_norm2_G", "decode_", "LIMIT", "FIX_MAX_FRACTION"]
 
 LIMIT = float(1 << 24)  # every integer below it is a float32 (and each partial sum must stay below it)
 # A (row chunk, segment) with more failing tokens than this fraction takes the two-GEMM path: fixing k rows costs
@@ -106,14 +103,3 @@ def decode_(y: torch.Tensor, M: torch.Tensor, invM: torch.Tensor, dq: torch.Tens
     dq.round_()
     torch.addcmul(y, dq, M, value=-1.0, out=dp)  # integers below 2**24: exact, FMA or not
 
-
-def fix_rows_(q_TI: torch.Tensor, p_TI: torch.Tensor, w_SO: torch.Tensor, fails_R: torch.Tensor, t0: int,
-              cols: slice, k_chunk: int, dq_RO: torch.Tensor, dp_RO: torch.Tensor) -> None:
-    """Redo the rows of a chunk (starting at token ``t0``) whose bound failed: both dot products from one stacked
-    exact GEMM (``kernels.int_gemm.gemm_to_f32``, K chunked to ``k_chunk``)."""
-    idx = fails_R.nonzero().squeeze(1)
-    k = idx.numel()
-    a = torch.cat([q_TI[t0 + idx, cols], p_TI[t0 + idx, cols]]).to(torch.float32)
-    d = IG.gemm_to_f32("float32", a, w_SO, k_chunk=k_chunk)
-    dq_RO[idx] = d[:k]
-    dp_RO[idx] = d[k:]

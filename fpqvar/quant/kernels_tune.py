@@ -19,7 +19,7 @@ import torch
 
 from fpqvar import kernels
 from fpqvar.kernels import int_gemm as IG
-from fpqvar.kernels.select import Candidate, KernelUnavailable, Operation
+from fpqvar.kernels.select import Candidate, KernelUnavailable, Operation, refinement
 from fpqvar.quant import kernels_gemm as KG
 
 __all__ = ["TUNE_MAX_ROWS", "row_bucket", "op_for", "choose"]
@@ -39,7 +39,7 @@ def row_bucket(T: int) -> int:
 def op_for(parts, w: KG.PreparedWeight, max_abs: int) -> str:
     """The selector operation deciding the GEMM of this call's shape."""
     I, O = w.w_IO.shape
-    return f"{IG.op_name(max_abs)}@{I}x{O}s{w.seg}p{len(parts)}r{row_bucket(parts[0][0].shape[0])}"
+    return refinement(IG.op_name(max_abs), f"{I}x{O}s{w.seg}p{len(parts)}r{row_bucket(parts[0][0].shape[0])}")
 
 
 def _bench(impl: str, parts, name: str):

@@ -107,8 +107,8 @@ MODES = ("packed", "rows_redone", "fallback", "off")
                                            if (s, m) != ("bmm", "rows_redone")])  # bmm packs all rows or none
 def test_dfq_layer_bit_exact_on_every_packing_path(strategy, mode, monkeypatch):
     calls = {"mm_packed": 0, "fix": 0}
-    real_fix = KP.fix_rows_
-    monkeypatch.setattr(KP, "fix_rows_", lambda *a: calls.__setitem__("fix", calls["fix"] + 1) or real_fix(*a))
+    real_fix = KG._redo_rows
+    monkeypatch.setattr(KG, "_redo_rows", lambda *a: calls.__setitem__("fix", calls["fix"] + 1) or real_fix(*a))
     real_decode = KP.decode_
     monkeypatch.setattr(KP, "decode_", lambda *a: calls.__setitem__("mm_packed", calls["mm_packed"] + 1)
                         or real_decode(*a))
