@@ -4,7 +4,8 @@ Layers of var-d16 (C = 1024) and var-d30 (C = 1920) as fpqvar-w4a4 quantizes the
 (C -> 4C) with the online GHT (128 x 128 matmul), proj (C -> C), fc2 (4C -> C) with DFQ inputs; E2M1 per group of
 128. Rows: the token count of every scale (1, 4, 9, ..., 256) times 2 for CFG, batch 1. Columns: float32
 ``nn.Linear``; W4A4 with the GEMM the kernel selector chose (``auto``), and with each candidate forced (``int8``:
-``torch._int_mm``; ``float32``: integer-valued float32 operands). All W4A4 columns give the same bits
+``torch._int_mm``; ``float32``: integer-valued float32 operands), and ``general``: the selected GEMM with the few-row
+path (``fpqvar.quant.fast_lean``) switched off, which shows what that path saves. All W4A4 columns give the same bits
 (tests/quant/test_fast.py). The W4A4 time is the whole layer: rotation, activation quantization, GEMMs, scales and
 accumulation. Each contender runs once per round, in turn, ``--rounds`` times; the best time is kept; the default
 clock is the process CPU time (the machine is shared; ``--clock wall`` for wall-clock).
@@ -26,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from fpqvar import kernels
+from fpqvar.quant import fast_lean as FL
 from fpqvar.quant import kernels_gemm  # noqa: F401  (registers the int_gemm operations with the selector)
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.spec import QuantSpec
@@ -72,6 +74,16 @@ def _best_times(fns: dict, rounds: int, clock) -> dict:
 def _w4a4(q, x, gemm):
     if gemm == "auto":
         return lambda: q(x)
+    if gemm == "general":  # the selected GEMM, with the few-row path (fpqvar.quant.fast_lean) off
+
+        def general():
+            FL.ENABLED = False
+            try:
+                return q(x)
+            finally:
+                FL.ENABLED = True
+
+        return general
 
     def run():
         with kernels.override(int_gemm=gemm):
@@ -88,7 +100,7 @@ def measure(args) -> None:
     c = kernels.choice("int_gemm:16")  # FP4 / DFQ-FP4 codes: |n| <= 12
     print(f"int_gemm:16 selector: chose {c.name}; full-size ms {({k: round(v, 3) for k, v in c.times_ms.items()})}; "
           f"dropped {c.dropped or 'none'}; best of {args.rounds}, clock {args.clock}")
-    cols = ("fp32",) + tuple(f"w4a4-{g}" for g in GEMMS)
+    cols = ("fp32",) + tuple(f"w4a4-{g}" for g in GEMMS + ("general",))
     grand = dict.fromkeys(cols, 0.0)
     worst = 0.0
     for model in args.models.split(","):
@@ -101,7 +113,7 @@ def measure(args) -> None:
             for name, (lin, q) in layers.items():
                 for T in tokens:
                     x = torch.randn(T, lin.in_features, generator=torch.Generator().manual_seed(T))
-                    fns = {"fp32": lambda: lin(x), **{f"w4a4-{g}": _w4a4(q, x, g) for g in GEMMS}}
+                    fns = {"fp32": lambda: lin(x), **{f"w4a4-{g}": _w4a4(q, x, g) for g in GEMMS + ("general",)}}
                     for f in fns.values():  # warm-up (plan build, weight decode, allocator)
                         f()
                     t = _best_times(fns, args.rounds, clock)

@@ -7,7 +7,8 @@ the time, said in the output). The W4A4 model is fpqvar-w4a4's run-time layer se
 at qkv / fc1, DFQ at the fc2 input, E2M1 per group of 128 everywhere. GALT is left out because its lambda is fused
 into AdaLN offline (zero run-time cost) and needs calibration data; so is the KV cache (not in fpqvar-w4a4).
 Each configuration samples ``--rounds`` times in turn; best time kept (process CPU time by default: the machine
-is shared; ``--clock wall`` for wall-clock). Also printed: the W4A4 model with each integer GEMM forced, the
+is shared; ``--clock wall`` for wall-clock). Also printed: the W4A4 model with each integer GEMM forced, with the
+few-row path (``fpqvar.quant.fast_lean``) off (``-general``), the
 reference backend (fake quantization + float GEMM), how many sampled tokens the fast and reference backends
 share, and the kernels the selector chose. ``--isa-caps both`` (default) repeats everything in a child process
 with oneDNN / MKL / ATen capped at AVX2 (benchmarks/_isa.py).
@@ -35,6 +36,7 @@ from fpqvar.quant import (
     quantize_,
     set_backend,
 )
+from fpqvar.quant import fast_lean as FL
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _isa import header, run_modes  # noqa: E402
@@ -80,7 +82,8 @@ def _time(var, batch: int, dtype, clock=time.process_time) -> tuple[float, list[
 def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype, clock) -> None:
     q = copy.deepcopy(var)
     quantize_(q, _w4a4_runtime_recipe(), progress=False, report=False)
-    keys = ("float", f"w4a4-{backend}", f"w4a4-{backend}-int8", f"w4a4-{backend}-float32", "w4a4-reference")
+    keys = ("float", f"w4a4-{backend}", f"w4a4-{backend}-int8", f"w4a4-{backend}-float32", f"w4a4-{backend}-general",
+            "w4a4-reference")
     best = dict.fromkeys(keys, float("inf"))
     toks = {}
     set_backend(q, backend)
@@ -93,8 +96,12 @@ def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype, clock) 
                 continue
             parts = key.split("-")
             set_backend(q, parts[1])
-            with kernels.override(int_gemm=parts[2] if len(parts) > 2 else "auto"):
-                t, toks[key] = _time(q, batch, dtype, clock)
+            FL.ENABLED = parts[-1] != "general"  # the few-row path off: what it saves
+            try:
+                with kernels.override(int_gemm=parts[2] if parts[2:] not in ([], ["general"]) else "auto"):
+                    t, toks[key] = _time(q, batch, dtype, clock)
+            finally:
+                FL.ENABLED = True
             best[key] = min(best[key], t)
     fast, ref = toks["w4a4-" + backend], toks["w4a4-reference"]
     same = sum(int((a == b).sum()) for a, b in zip(fast, ref))

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from fpqvar import kernels
 from fpqvar.formats import DFQ_VARIANTS
 from fpqvar.kernels import int_gemm as IG
+from fpqvar.quant import fast_lean as FL
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
 from fpqvar.quant import kernels_tune as KT
@@ -69,6 +70,7 @@ class _Plan:
     static_scale: torch.Tensor | None = None  # (1, G_act)
     bias: torch.Tensor | None = None  # float32
     max_abs: int = 127  # largest |integer operand| of either GEMM side (selects the GEMM's operand class)
+    lean: FL.Lean | None = None  # the few-row form (fast_lean), where it applies
 
 
 def _ver(t: torch.Tensor | None):
@@ -132,6 +134,7 @@ def _build_plan(q, key: tuple) -> _Plan:
             p.static_scale = q.act_scale.detach().to(torch.float32).reshape(1, n_act)
     grids = [g for g in (p.act, p.neg) if g is not None]
     p.max_abs = max([weight.w_absmax] + [max(-g.lo, g.hi) for g in grids])
+    p.lean = FL.prepare(p, as_.rounding)
     return p
 
 
@@ -204,6 +207,10 @@ def _forward(q, p: _Plan, x: torch.Tensor, quant, quant_dfq, linear, impl: str, 
     x_TI = xr.reshape(-1, q.in_features).to(torch.float32).contiguous()
     if p.static_scale is not None and bool(torch.isnan(x_TI).any()):
         return _reference(q, x)  # (dynamic scales carry Inf / NaN to the quantizer's check: OutOfExactRange)
+    if tune and linear is KG.linear_int and p.lean is not None:  # the exact backend, few rows
+        y = FL.linear(p.lean, x_TI, impl)
+        if y is not None:
+            return y.view(*x.shape[:-1], q.out_features).to(x.dtype)
     I = q.in_features
     unit_w = 2.0**-p.kw
     if p.neg is not None:

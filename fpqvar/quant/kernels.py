@@ -135,14 +135,14 @@ def _guard_and_range(*scales: torch.Tensor) -> tuple[float, float]:
 
     One host sync; Inf / NaN scales (non-finite inputs) show up in the range and are refused by
     :func:`_check_divisor_range`."""
-    flat = scales[0].reshape(-1) if len(scales) == 1 else torch.cat([s.reshape(-1) for s in scales])
+    flat = scales[0] if len(scales) == 1 else torch.cat([s.reshape(-1) for s in scales])
     if not flat.numel():
         return 1.0, 1.0
-    lo, hi = torch.stack(torch.aminmax(flat)).tolist()
+    lo, hi = (float(v) for v in torch.aminmax(flat))  # (two item() calls cost less than a stack and a tolist)
     if lo == 0:
         for s in scales:
             s.masked_fill_(s == 0, 1.0)
-        lo, hi = torch.stack(torch.aminmax(torch.cat([s.reshape(-1) for s in scales]))).tolist()
+        return _guard_and_range(*scales)
     return lo, hi
 
 

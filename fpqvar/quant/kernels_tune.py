@@ -22,7 +22,7 @@ from fpqvar.kernels import int_gemm as IG
 from fpqvar.kernels.select import Candidate, KernelUnavailable, Operation, refinement
 from fpqvar.quant import kernels_gemm as KG
 
-__all__ = ["TUNE_MAX_ROWS", "row_bucket", "op_for", "choose"]
+__all__ = ["TUNE_MAX_ROWS", "row_bucket", "op_for", "decided", "choose"]
 
 TUNE_MAX_ROWS = 256  # rows a decision is measured on (a larger call decides like 256 rows: the per-row cost is flat)
 _PROBE_ROWS = 8
@@ -38,8 +38,12 @@ def row_bucket(T: int) -> int:
 
 def op_for(parts, w: KG.PreparedWeight, max_abs: int) -> str:
     """The selector operation deciding the GEMM of this call's shape."""
+    return _op_name(w, len(parts), parts[0][0].shape[0], max_abs)
+
+
+def _op_name(w: KG.PreparedWeight, P: int, T: int, max_abs: int) -> str:
     I, O = w.w_IO.shape
-    return refinement(IG.op_name(max_abs), f"{I}x{O}s{w.seg}p{len(parts)}r{row_bucket(parts[0][0].shape[0])}")
+    return refinement(IG.op_name(max_abs), f"{I}x{O}s{w.seg}p{P}r{row_bucket(T)}")
 
 
 def _bench(impl: str, parts, name: str):
@@ -56,23 +60,44 @@ def _bench(impl: str, parts, name: str):
     return bench
 
 
+def decided(w: KG.PreparedWeight, P: int, T: int, max_abs: int, device: torch.device, default: str) -> str | None:
+    """:func:`choose` for a call of ``P`` parts and ``T`` rows, from the shape alone: ``None`` when the shape has not
+    been decided yet (then :func:`choose`, which measures on the call's operands, must run first)."""
+    name = _op_name(w, P, T, max_abs)
+    sel = kernels.SELECTOR
+    if name in sel.operations:
+        _LAYER[name] = weakref.ref(w)
+        try:
+            return kernels.choose(name, device)
+        except KernelUnavailable:  # every candidate failed on this shape's operands: the base choice
+            return default
+    base = sel.choice(IG.op_name(max_abs), device)
+    if base.source == "explicit" or len(_rivals(base)) < 2:
+        return default
+    return None
+
+
+def _rivals(base) -> list[str]:
+    """The candidates that survived the base operation's measurement (its exactness probe included)."""
+    return [n for n in base.times_ms if n not in base.dropped]
+
+
 def choose(parts, w: KG.PreparedWeight, max_abs: int, device: torch.device, default: str) -> str:
     """The GEMM for this call: ``default`` (the base operation's choice) when that was explicit or had no rival,
     else the per-shape decision (measured at the first call of the shape)."""
-    name = op_for(parts, w, max_abs)
+    P, T = len(parts), parts[0][0].shape[0]
+    impl = decided(w, P, T, max_abs, device, default)
+    if impl is not None:
+        return impl
+    name = _op_name(w, P, T, max_abs)
     sel = kernels.SELECTOR
     _LAYER[name] = weakref.ref(w)
-    if name not in sel.operations:
-        base_op = IG.op_name(max_abs)
-        base = sel.choice(base_op, device)
-        rivals = [n for n in base.times_ms if n not in base.dropped]
-        if base.source == "explicit" or len(rivals) < 2:
-            return default
-        cands = tuple(Candidate(c.name, c.summary, _bench(c.name, parts, name), c.unavailable)
-                      for c in sel.operation(base_op).candidates if c.name in rivals)
-        sel.register(Operation(name, f"{base_op} for a {w.w_IO.shape[0]} -> {w.w_IO.shape[1]} layer, "
-                                     f"{len(parts)} part(s), up to {row_bucket(parts[0][0].shape[0])} rows",
-                               cands, exact=True, margin=1.05))
+    base_op = IG.op_name(max_abs)
+    rivals = _rivals(sel.choice(base_op, device))
+    cands = tuple(Candidate(c.name, c.summary, _bench(c.name, parts, name), c.unavailable)
+                  for c in sel.operation(base_op).candidates if c.name in rivals)
+    sel.register(Operation(name, f"{base_op} for a {w.w_IO.shape[0]} -> {w.w_IO.shape[1]} layer, "
+                                 f"{P} part(s), up to {row_bucket(T)} rows", cands, exact=True, margin=1.05))
     try:
         return kernels.choose(name, device)
     except KernelUnavailable:  # every candidate failed on this shape's operands: the base choice

@@ -1,0 +1,130 @@
+"""The exact backend's few-row path (fpqvar.quant.fast_lean): EXACT tier, rtol=0 atol=0.
+
+References: the datapath model (fpqvar.hw.datapath) and the general fast path (fast_lean switched off), compared
+bit for bit (float32 words, so the sign of zero counts too). Every test runs once per integer GEMM."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from fpqvar import kernels
+from fpqvar.hw import datapath as dp
+from fpqvar.hw.quantizer_int import quantize_groups
+from fpqvar.kernels import int_gemm as IG
+from fpqvar.quant import fast, fast_lean
+from fpqvar.quant.qlinear import QuantLinear
+from fpqvar.quant.spec import QuantSpec
+from fpqvar.transforms.hadamard import OnlineRotation, block_hadamard_matrix, rotate_weight_in
+from tests.quant.test_fast import _qlinear, _tie_heavy
+
+FP4_G = QuantSpec("e2m1", "group", 128)
+
+
+@pytest.fixture(autouse=True, params=IG.INT_GEMM_IMPLS)
+def gemm_impl(request):
+    with kernels.override(int_gemm=request.param):
+        yield request.param
+
+
+@pytest.fixture
+def lean_calls(monkeypatch):
+    """Counts the calls the few-row path served (``True``) and declined (``False``)."""
+    seen = []
+    real = fast_lean.linear
+    monkeypatch.setattr(fast_lean, "linear", lambda *a: (lambda y: seen.append(y is not None) or y)(real(*a)))
+    return seen
+
+
+def _bits(y: torch.Tensor) -> np.ndarray:
+    return y.detach().contiguous().view(torch.int32).numpy()
+
+
+def _general(q, x):
+    fast_lean.ENABLED = False
+    try:
+        return q(x)
+    finally:
+        fast_lean.ENABLED = True
+
+
+def _layer(I, O, dfq, bias=True, ght=False, seed=0, rounding="rne"):
+    r = np.random.default_rng(seed)
+    w = (r.standard_normal((O, I)) * 0.05).astype(np.float32)
+    rot = None
+    if ght:
+        Q = block_hadamard_matrix()
+        w = rotate_weight_in(torch.from_numpy(w), Q).numpy()
+        rot = OnlineRotation(Q, I)
+    b = r.standard_normal(O).astype(np.float32) if bias else None
+    a = QuantSpec("e2m1", "group", 128, dfq="fp4" if dfq else None, rounding=rounding)
+    q = _qlinear(w, b, QuantSpec("e2m1", "group", 128, rounding=rounding), a, rotation=rot)
+    q.backend = "exact"
+    assert np.array_equal(q.weight_codes.numpy(), quantize_groups(w, "e2m1", rounding=rounding)[0])
+    return q, w, b
+
+
+@pytest.mark.parametrize("dfq", [False, True])
+@pytest.mark.parametrize("T", [1, 2, 7, 32, 100])
+def test_few_rows_equal_datapath_and_general_path(dfq, T, lean_calls):
+    q, w, b = _layer(512, 96, dfq, ght=not dfq, seed=T)
+    x = torch.from_numpy(np.random.default_rng(100 + T).standard_normal((1, T, 512)).astype(np.float32))
+    y = q(x)
+    assert lean_calls[-1] is True  # the few-row path served it (P * T <= 200 rows, one block of products)
+    f = dp.linear_dfq_through_datapath if dfq else dp.linear_through_datapath
+    xr = q.rotation(x) if q.rotation is not None else x
+    ref = f(xr.numpy().reshape(-1, 512), w, b).reshape(1, T, 96)
+    assert y.shape == (1, T, 96) and np.array_equal(y.numpy(), ref)
+    assert np.array_equal(_bits(y), _bits(_general(q, x)))
+
+
+@pytest.mark.parametrize("rounding", ["rne", "ties_up"])
+@pytest.mark.parametrize("dfq", [False, True])
+def test_ties_are_decided_on_the_exact_quotient(dfq, rounding, lean_calls):
+    """Tie-heavy groups (fl32(x / s) exactly a midpoint where x / s is not), an all-zero row and a zero group."""
+    q, w, b = _layer(256, 40, dfq, bias=False, rounding=rounding)
+    x = _tie_heavy(12, 2, 7)
+    if dfq:
+        x[6:] = -x[6:]
+    x[3] = 0.0
+    x[4, :128] = 0.0
+    xt = torch.from_numpy(x)
+    y = q(xt)
+    assert lean_calls[-1] is True
+    f = dp.linear_dfq_through_datapath if dfq else dp.linear_through_datapath
+    assert np.array_equal(y.numpy(), f(x, w, None, rounding=rounding))
+    assert np.array_equal(_bits(y), _bits(_general(q, xt)))
+
+
+def test_declines_what_it_does_not_cover(lean_calls, monkeypatch):
+    q, w, b = _layer(256, 48, False)
+    r = np.random.default_rng(3)
+    # too many rows for one block: the general path
+    x = torch.from_numpy(r.standard_normal((300, 256)).astype(np.float32))
+    assert np.array_equal(_bits(q(x)), _bits(_general(q, x))) and lean_calls[-1] is False
+    # a unit that does not fold (activation scales near the bottom of the normal range): the literal order
+    tiny = torch.from_numpy((r.standard_normal((3, 256)) * 2.0**-119).astype(np.float32))
+    y = q(tiny)
+    assert lean_calls[-1] is False
+    assert np.array_equal(y.numpy(), dp.linear_through_datapath(tiny.numpy(), w, b))
+    # non-finite input: the quantizer refuses it, the reference path answers (as without this path)
+    bad = x[:4].clone()
+    bad[1, 5] = float("nan")
+    assert np.array_equal(_bits(q(bad)), _bits(_general(q, bad)))
+    # a shape not decided yet goes the general way once (its per-shape measurement needs the call's operands)
+    monkeypatch.setattr(fast_lean, "KT", SimpleNamespace(decided=lambda *a: None))
+    q(x[:5])
+    assert lean_calls[-1] is False
+
+
+def test_only_dynamic_per_group_activations_get_a_lean_form():
+    lin_w = np.random.default_rng(0).standard_normal((32, 256)).astype(np.float32)
+    group = _qlinear(lin_w, None, FP4_G, FP4_G)
+    token = _qlinear(lin_w, None, FP4_G, QuantSpec("e2m1", "token", None))
+    lin = torch.nn.Linear(256, 32, bias=False)
+    static = QuantLinear.from_linear(lin, FP4_G, QuantSpec("e2m1", "group", 128, static=True),
+                                     act_scale=torch.ones(2))
+    assert fast.plan_for(group).lean is not None
+    assert fast.plan_for(token).lean is None
+    assert fast.plan_for(static).lean is None
