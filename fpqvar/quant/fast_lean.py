@@ -14,7 +14,7 @@ segment) and the same ``(segment, part)``-ordered scale-and-accumulate as ``kern
 
 It applies (:func:`prepare`, :func:`linear`) on CPU, to dynamic activation scales per group where the activation
 group is the segment (fpqvar-w4a4's layers; DFQ included), at most ``kernels_gemm.BMM_MAX_ROWS`` rows of parts, one
-block of products, a foldable unit (checked per call from the scale range, as ``kernels_gemm._foldable``) and a GEMM
+block of products, a foldable unit (checked per call from the scale range, ``kernels_gemm.foldable_range``) and a GEMM
 already decided for the call's shape (``kernels_tune.decided``). Otherwise :func:`linear` returns ``None`` and the
 general path runs.
 """
@@ -71,8 +71,7 @@ def prepare(p, rounding: str) -> Lean | None:
 
 
 def _foldable(lo: float, hi: float, lean: Lean) -> bool:
-    w = lean.weight
-    return all(lo * w.lo * u >= 2.0**-125 and hi * w.hi < 2.0**127 for u in lean.units)
+    return all(KG.foldable_range(lo, hi, u, lean.weight) for u in lean.units)
 
 
 def linear(lean: Lean, x_TI: torch.Tensor, default_impl: str) -> torch.Tensor | None:

@@ -149,9 +149,15 @@ def _foldable(parts, w: PreparedWeight) -> bool:
             lo, hi = part[3]
         else:
             lo, hi = torch.stack(torch.aminmax(s)).tolist() if s.numel() else (1.0, 1.0)
-        if lo * w.lo * unit < 2.0**-125 or hi * w.hi >= 2.0**127:
+        if not foldable_range(lo, hi, unit, w):
             return False
     return True
+
+
+def foldable_range(lo: float, hi: float, unit: float, w: PreparedWeight) -> bool:
+    """Activation scales in ``[lo, hi]`` against ``w``: every ``fl32(s_x * s_w * unit)`` normal and every
+    ``fl32(s_x * s_w)`` finite, so folding ``unit`` into the weight scale is exact (module doc)."""
+    return lo * w.lo * unit >= 2.0**-125 and hi * w.hi < 2.0**127
 
 
 def _check_linear(parts, w: PreparedWeight) -> int:

@@ -85,8 +85,8 @@ def test_ties_are_decided_on_the_exact_quotient(dfq, rounding, lean_calls):
     """Tie-heavy groups (fl32(x / s) exactly a midpoint where x / s is not), an all-zero row and a zero group."""
     q, w, b = _layer(256, 40, dfq, bias=False, rounding=rounding)
     x = _tie_heavy(12, 2, 7)
-    if dfq:
-        x[6:] = -x[6:]
+    if dfq:  # the negative half on DFQ's own grid (E1M2 x 4: step 1 up to 7, where E2M1's step is 2 from 4 on)
+        x[6:] = -_tie_heavy(6, 2, 8, (0.125, 0.375, 0.625, 1.125, 1.375, 1.625), 1.75)
     x[3] = 0.0
     x[4, :128] = 0.0
     xt = torch.from_numpy(x)
