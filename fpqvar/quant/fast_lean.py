@@ -1,7 +1,7 @@
 """The exact backend's few-row path: the arithmetic of ``kernels.quantize_act*`` followed by
 ``kernels_gemm._linear_bmm`` (one block), in about a third of the ops and Python calls.
 
-Why: at a few rows (batch-1 sampling calls its linears on 2 to 32 rows), a quantized linear costs its fixed
+Why: at a few rows (batch-1 sampling calls its linears on 2 to 128 rows), a quantized linear costs its fixed
 overhead, not its arithmetic. The general path builds per-call operand lists, expands scales and re-checks shapes and
 strategies: for the default model's 256 -> 256 layer at 2 rows, 277 us per call against 73 us here, and 22 us for
 the float ``nn.Linear`` (dev CPU, AVX512, 1 thread, min of 9 x 2000 calls).
@@ -9,14 +9,14 @@ the float ``nn.Linear`` (dev CPU, AVX512, 1 thread, min of 9 x 2000 calls).
 Same bits as the general path, which stays the reference: the same quantizer steps on the same floats (absmax
 scale, zero groups to 1, the exact-range check, ``fl32(x / (s 2**-k))``, ``kernels._round_scaled``, exact ties by
 ``kernels._fix_ties``), the same exact dot products (an integer-valued float32 batched GEMM or ``torch._int_mm`` per
-segment) and the same ``(segment, part)``-ordered scale-and-accumulate as ``kernels_gemm._scale_accumulate``.
+segment, ``kernels_gemm.int8_block_products``) and the same accumulation (``kernels_gemm.accumulate_products``).
 ``tests/quant/test_fast_lean.py`` checks that, and that the datapath agrees.
 
 It applies (:func:`prepare`, :func:`linear`) on CPU, to dynamic activation scales per group where the activation
-group is the segment (fpqvar-w4a4's layers; DFQ included), at most ``kernels_gemm.BMM_MAX_ROWS`` rows of parts, one
-block of products, a foldable unit (checked per call from the scale range, ``kernels_gemm.foldable_range``) and a GEMM
-already decided for the call's shape (``kernels_tune.decided``). Otherwise :func:`linear` returns ``None`` and the
-general path runs.
+group is the segment (fpqvar-w4a4's layers; DFQ included), at most ``MAX_ROWS`` rows of parts and ``MAX_PRODUCTS``
+products (one block), a foldable unit (checked per call from the scale range, ``kernels_gemm.foldable_range``) and
+a GEMM already decided for the call's shape (``kernels_tune.decided``). Otherwise :func:`linear` returns ``None`` and
+the general path runs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import torch
 
-from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
 from fpqvar.quant import kernels_tune as KT
@@ -51,11 +50,6 @@ class Lean:
     sw_GP1O: torch.Tensor  # s_w * unit per part (exact: powers of two), (G, P, 1, O)
     bias: torch.Tensor | None
     max_abs: int
-
-    def w_GSO(self, impl: str) -> torch.Tensor:
-        """The weight operand of the GEMM ``impl`` as ``(G, seg, O)`` (a view of the weight's cached operand)."""
-        w = self.weight
-        return w.operand(impl).view(w.G, w.seg, w.w_IO.shape[1])
 
 
 def prepare(p, rounding: str) -> Lean | None:
@@ -94,20 +88,10 @@ def linear(lean: Lean, x_TI: torch.Tensor, default_impl: str) -> torch.Tensor | 
     if a is None:
         return None
     if impl == "float32":
-        d = torch.bmm(a.to(torch.float32).view(P * T, G, seg).transpose(0, 1), lean.w_GSO(impl))
+        d = torch.bmm(a.to(torch.float32).view(P * T, G, seg).transpose(0, 1), w.operand_GSO(impl))
     else:
-        a8, w8 = a.to(torch.int8), w.operand(impl)
-        d32 = torch.empty((G, P * T, O), dtype=torch.int32)
-        for g in range(G):
-            IG.int_mm(a8[:, g * seg : (g + 1) * seg], w8[g * seg : (g + 1) * seg], out=d32[g])
-        d = d32.to(torch.float32)  # exact: |D| < 2**24 for a segment of FP4 / FP6 / int8 codes (kernels_gemm)
-    # kernels_gemm._scale_accumulate: fl32(fl32(s_x * s_w * unit) * D), summed in (segment, part) order
-    prod = torch.empty((G, P, T, O), dtype=torch.float32)  # contiguous whatever the operands' strides
-    torch.mul(s_GPT1, lean.sw_GP1O, out=prod).mul_(d.view(G, P, T, O))
-    prod = prod.view(G * P, T, O)
-    acc, *rest = prod.unbind(0)
-    for p_TO in rest:
-        acc.add_(p_TO)
+        d = KG.int8_block_products(a.to(torch.int8), w, 0, G)
+    acc = KG.accumulate_products(s_GPT1, lean.sw_GP1O, d.view(G, P, T, O))
     if lean.bias is not None:
         acc.add_(lean.bias)
     return acc

@@ -112,6 +112,10 @@ class PreparedWeight:
             self._operands[dt] = self.w_IO.to(dt)
         return self._operands[dt]
 
+    def operand_GSO(self, impl: str) -> torch.Tensor:
+        """:meth:`operand` as ``(G, seg, O)``: one ``(seg, O)`` block per segment (a view)."""
+        return self.operand(impl).view(self.G, self.seg, self.w_IO.shape[1])
+
     def norm2_G(self) -> torch.Tensor:
         """``(G,)`` float64: each segment's largest squared column norm (for the packing bound, cached)."""
         if self._norm2_G is None:
@@ -306,13 +310,32 @@ def _scale_accumulate(parts, w: PreparedWeight, d_GPTO: torch.Tensor, g0: int = 
     else:
         s = torch.stack([s[:, gs].t() for _, s, _ in parts], dim=1).unsqueeze(-1)  # (G, P, T, 1)
         sw = w.scaled_stack(tuple(unit for _, _, unit in parts))[gs]  # (G, P, 1, O)
-    prod = torch.mul(s, sw).mul_(d_GPTO).view(G * P, T, O)
-    first = 0
+    return accumulate_products(s, sw, d_GPTO, acc)
+
+
+def accumulate_products(s_GPT1: torch.Tensor, sw_GP1O: torch.Tensor, d_GPTO: torch.Tensor,
+                        acc: torch.Tensor | None = None) -> torch.Tensor:
+    """The datapath's accumulation of a block: ``fl32(fl32(s_x * s_w * unit) * D)`` for every (segment, part),
+    added in (segment, part) order to ``acc`` (the earlier segments' sum; ``None``: starts with the first)."""
+    G, P, T, O = d_GPTO.shape
+    prod = torch.empty((G, P, T, O), dtype=torch.float32, device=d_GPTO.device)  # contiguous whatever the strides
+    torch.mul(s_GPT1, sw_GP1O, out=prod).mul_(d_GPTO)
+    terms = prod.view(G * P, T, O).unbind(0)
     if acc is None:
-        acc, first = prod[0], 1
-    for i in range(first, G * P):
-        acc.add_(prod[i])
+        acc, terms = terms[0], terms[1:]
+    for p_TO in terms:
+        acc.add_(p_TO)
     return acc
+
+
+def int8_block_products(a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int) -> torch.Tensor:
+    """``(g1 - g0, R, O)`` float32: the exact int8 dot products of the rows ``a_RI`` with segments ``g0 .. g1``, one
+    ``_int_mm`` per segment into int32, converted once (exact below 2**24, else rounded once, as in the loop)."""
+    seg, w8 = w.seg, w.operand("int8")
+    d32 = torch.empty((g1 - g0, a_RI.shape[0], w8.shape[1]), dtype=torch.int32, device=a_RI.device)
+    for i, g in enumerate(range(g0, g1)):
+        _int_mm(a_RI[:, g * seg : (g + 1) * seg], w8[g * seg : (g + 1) * seg], out=d32[i])
+    return d32.to(torch.float32)
 
 
 def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32") -> torch.Tensor:
@@ -337,16 +360,13 @@ def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32") -> torch.Tensor
         M_GT1, invM_GT1 = pk.M_TG.t().unsqueeze(-1), pk.invM_TG.t().unsqueeze(-1)
     else:
         a_GRS = _stacked_operand(parts, slice(None), impl).view(P * T, G, seg).transpose(0, 1)
-    w_GSO = w.operand(impl).view(G, seg, O)
+    w_GSO = w.operand_GSO(impl)
     gb = max(1, min(G, BMM_BLOCK_ELEMS // max(P * T * O, 1)))
     acc = None
     for g0 in range(0, G, gb):
         gs = slice(g0, min(G, g0 + gb))
         if impl == "int8":
-            d32 = torch.empty((gs.stop - g0, P * T, O), dtype=torch.int32, device=a_RI.device)
-            for i in range(gs.stop - g0):
-                _int_mm(a_RI[:, (g0 + i) * seg : (g0 + i + 1) * seg], w_GSO[g0 + i], out=d32[i])
-            d = d32.to(torch.float32).view(-1, P, T, O)
+            d = int8_block_products(a_RI, w, g0, gs.stop).view(-1, P, T, O)
         elif pk is not None:
             y = torch.bmm(a_GRS[gs], w_GSO[gs])  # exact: the plan's bound
             d = torch.empty((y.shape[0], P, T, O), dtype=torch.float32, device=y.device)
