@@ -108,11 +108,7 @@ def _quantize(lean: Lean, xg: torch.Tensor):
     if not _foldable(lo, hi, lean):
         return None, None
     sk = s * K._sc(2.0**-grid.k, s, torch.float32)
-    t = torch.div(xg, sk)
-    r, gap, _ = K._round_scaled(t, grid, lean.rounding, as_gap=True)
-    if float(gap.amax()) == 0.0:  # a tie: decided on the exact quotient
-        r = r.to(torch.int8)
-        K._fix_ties(r, gap == 0, xg, sk, grid, lean.rounding)
+    r = K.codes(torch.div(xg, sk), xg, sk, grid, lean.rounding)
     return r.view(T, -1), s.as_strided((G, 1, T, 1), (1, 1, G, 1))  # (T, G, 1) contiguous, as (G, 1, T, 1)
 
 
@@ -121,17 +117,11 @@ def _quantize_dfq(lean: Lean, xg: torch.Tensor):
     ``(2T, I)``, and the scales as ``(G, 2, T, 1)``; ``(None, None)`` where the unit does not fold."""
     neg, pos = lean.grids
     T, G, _ = xg.shape
-    s_neg, s_pos = K._dfq_scales_raw(xg, neg, pos)
-    lo, hi = K._guard_and_range(s_neg, s_pos)
-    K._check_divisor_range(lo, hi, max(neg.k, pos.k))
+    s_neg, s_pos, sk_neg, sk_pos, (lo, hi) = K.dfq_divisors(xg, neg, pos)
     if not _foldable(lo, hi, lean):
         return None, None
-    sk_neg, sk_pos = s_neg * 2.0**-neg.k, s_pos * 2.0**-pos.k
-    t = torch.div(xg, sk_neg).clamp_(max=0.0).add_(torch.div(xg, sk_pos).clamp_(min=0.0))
-    r, gap, _ = K._round_scaled(t, pos, lean.rounding, dfq=True, as_gap=True)
-    if float(gap.amax()) == 0.0:  # a tie: decided on the exact quotient
-        r = r.to(torch.int8)
-        K._fix_ties(r, gap == 0, xg, torch.where(xg <= 0, sk_neg, sk_pos), pos, lean.rounding, dfq=True)
+    r = K.codes(K.dfq_quotient(xg, sk_neg, sk_pos), xg, lambda: torch.where(xg <= 0, sk_neg, sk_pos), pos,
+                lean.rounding, dfq=True)
     r = r.view(T, -1)
     s = torch.cat([s_neg, s_pos]).as_strided((G, 2, T, 1), (1, T * G, G, 1))  # (2, T, G) contiguous, as (G, 2, T, 1)
     return torch.cat([r.clamp(max=0), r.clamp(min=0)]), s

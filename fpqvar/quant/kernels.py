@@ -302,16 +302,23 @@ def quantize_act_ranged(x_TI: torch.Tensor, grid: IntGrid, *, group_size: int | 
         t = torch.div(xg[rb], sk[rb])
         if scale is not None:  # saturate; absmax scales give |t| <= max * (1 + 2**-23), which rounds to max
             t.clamp_(grid.lo, grid.hi)
-        r, gap, _ = _round_scaled(t, grid, rounding, as_gap=True)
+        r = codes(t, xg[rb], sk[rb], grid, rounding)
         if n is None:
             n = r.to(torch.int8)
-            nb = n
         else:
-            nb = n[rb]
-            nb.copy_(r)
-        if float(gap.amax()) == 0.0:  # a tie
-            _fix_ties(nb, gap == 0, xg[rb], sk[rb], grid, rounding)
+            n[rb].copy_(r)
     return n.view(T, x_TI.shape[1]), s.reshape(T, G).contiguous(), rng
+
+
+def codes(t: torch.Tensor, xb: torch.Tensor, s_el, grid: IntGrid, rounding: str, dfq: bool = False) -> torch.Tensor:
+    """The codes of ``t = fl32(xb / s_el)``: :func:`_round_scaled`'s float32 integers, or int8 where a tie had to be
+    decided on the exact quotient (:func:`_fix_ties`). ``s_el``: the divisor, or a function giving it (built only
+    at a tie). ``dfq``: as in :func:`_round_scaled`."""
+    r, gap, _ = _round_scaled(t, grid, rounding, dfq=dfq, as_gap=True)
+    if float(gap.amax()) == 0.0:  # a tie
+        r = r.to(torch.int8)
+        _fix_ties(r, gap == 0, xb, s_el() if callable(s_el) else s_el, grid, rounding, dfq=dfq)
+    return r
 
 
 def dfq_scales(xg: torch.Tensor, neg: IntGrid, pos: IntGrid) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,6 +326,22 @@ def dfq_scales(xg: torch.Tensor, neg: IntGrid, pos: IntGrid) -> tuple[torch.Tens
     1 for an empty half."""
     s_neg, s_pos = _dfq_scales_raw(xg, neg, pos)
     return s_neg.masked_fill_(s_neg == 0, 1.0), s_pos.masked_fill_(s_pos == 0, 1.0)
+
+
+def dfq_divisors(xg: torch.Tensor, neg: IntGrid, pos: IntGrid):
+    """``(s_neg, s_pos, sk_neg, sk_pos, (lo, hi))``: DFQ's two scales per group (zeros set to 1), checked for the
+    exact range (:class:`OutOfExactRange`), their divisors ``s * 2**-k`` and their range."""
+    s_neg, s_pos = _dfq_scales_raw(xg, neg, pos)
+    rng = _guard_and_range(s_neg, s_pos)
+    _check_divisor_range(*rng, max(neg.k, pos.k))
+    return s_neg, s_pos, s_neg * 2.0**-neg.k, s_pos * 2.0**-pos.k, rng
+
+
+def dfq_quotient(xg: torch.Tensor, sk_neg: torch.Tensor, sk_pos: torch.Tensor) -> torch.Tensor:
+    """``t = x / s_neg`` where ``x <= 0``, else ``x / s_pos``, in scaled units. Both quotients carry x's sign and
+    adding the other's 0 is exact: cheaper than ``torch.where`` on the dev CPU. ``|t| <= max * (1 + 2**-23)``, which
+    rounds inside the grid."""
+    return torch.div(xg, sk_neg).clamp_(max=0.0).add_(torch.div(xg, sk_pos).clamp_(min=0.0))
 
 
 def _dfq_scales_raw(xg, neg: IntGrid, pos: IntGrid):
@@ -347,20 +370,11 @@ def quantize_act_dfq_ranged(x_TI: torch.Tensor, neg: IntGrid, pos: IntGrid, *, g
                          "smallest step")
     xg = _group_view(x_TI, group_size)
     T, G, _ = xg.shape
-    s_neg, s_pos = _dfq_scales_raw(xg, neg, pos)
-    rng = _guard_and_range(s_neg, s_pos)
-    _check_divisor_range(*rng, max(neg.k, pos.k))
-    sk_neg, sk_pos = s_neg * 2.0**-neg.k, s_pos * 2.0**-pos.k
+    s_neg, s_pos, sk_neg, sk_pos, rng = dfq_divisors(xg, neg, pos)
     n = torch.empty(xg.shape, dtype=torch.int8, device=xg.device)
     for rb in _row_blocks(T, x_TI.shape[1], x_TI.device):
-        xb = xg[rb]
-        # t = x / s_neg where x <= 0, else x / s_pos (both quotients carry x's sign; adding the other's 0 is
-        # exact): cheaper than torch.where on this CPU. |t| <= max * (1 + 2**-23): rounds inside the grid.
-        t = torch.div(xb, sk_neg[rb]).clamp_(max=0.0).add_(torch.div(xb, sk_pos[rb]).clamp_(min=0.0))
-        r, gap, _ = _round_scaled(t, pos, rounding, dfq=True, as_gap=True)
-        n[rb] = r
-        if float(gap.amax()) == 0.0:  # a tie
-            _fix_ties(n[rb], gap == 0, xb, torch.where(xb <= 0, sk_neg[rb], sk_pos[rb]), pos, rounding, dfq=True)
+        xb, skn, skp = xg[rb], sk_neg[rb], sk_pos[rb]
+        n[rb] = codes(dfq_quotient(xb, skn, skp), xb, lambda: torch.where(xb <= 0, skn, skp), pos, rounding, dfq=True)
     n = n.view(T, x_TI.shape[1])
     return (n.clamp(max=0), n.clamp(min=0), s_neg.reshape(T, G).contiguous(), s_pos.reshape(T, G).contiguous(),
             rng)
