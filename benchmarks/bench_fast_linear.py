@@ -77,11 +77,8 @@ def _w4a4(q, x, gemm):
     if gemm == "general":  # the selected GEMM, with the few-row path (fpqvar.quant.fast_lean) off
 
         def general():
-            FL.ENABLED = False
-            try:
+            with FL.disabled():
                 return q(x)
-            finally:
-                FL.ENABLED = True
 
         return general
 

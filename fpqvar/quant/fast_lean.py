@@ -21,6 +21,7 @@ the general path runs.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -29,14 +30,25 @@ from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
 from fpqvar.quant import kernels_tune as KT
 
-__all__ = ["Lean", "prepare", "linear", "ENABLED"]
+__all__ = ["Lean", "prepare", "linear", "disabled", "ENABLED"]
 
-ENABLED = True  # a switch for tests and benchmarks (False: always the general path)
+ENABLED = True  # a switch for tests and benchmarks (False: always the general path); see :func:`disabled`
 # Limits, measured on the default model's layers (dev CPU, 1 thread, int8 and float32 GEMMs): this path beat the
 # general one up to 256 rows of parts and 3 * 2**17 products (1.5 MiB; fc2 at 72 rows: 0.84 against 0.98 ms, int8),
 # not beyond (fc2 at 128 rows, 2**19 products: 1.61 against 1.56 ms).
 MAX_ROWS = 256  # parts x rows
 MAX_PRODUCTS = 3 << 17  # (segments, parts, rows, O) products, all in one block
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within the block, every call takes the general path (what this one saves, side by side)."""
+    global ENABLED
+    before, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = before
 
 
 @dataclass

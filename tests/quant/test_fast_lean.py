@@ -42,11 +42,8 @@ def _bits(y: torch.Tensor) -> np.ndarray:
 
 
 def _general(q, x):
-    fast_lean.ENABLED = False
-    try:
+    with fast_lean.disabled():
         return q(x)
-    finally:
-        fast_lean.ENABLED = True
 
 
 def _layer(I, O, dfq, bias=True, ght=False, seed=0, rounding="rne"):
