@@ -1,4 +1,4 @@
-"""Exact integer GEMMs ``D = A B`` for small-integer operands (|a|, |b| <= 127): two implementations, one result.
+"""Exact integer GEMMs ``D = A B`` for small-integer operands (|a|, |b| <= 127): three implementations, one result.
 
 - ``"int8"``: ``torch._int_mm`` (int8 x int8 -> int32; oneDNN VNNI / AMX-INT8 on CPU, IMMA on CUDA). Exact in any
   order (``|D| <= 127 * 127 * K < 2**31``). Fast where the CPU has VNNI or AMX; on an AVX2-only CPU about 270x
@@ -12,6 +12,14 @@
   integer rounded once (RNE), as the int8 path's int32 -> float32 conversion. Operands up to 127 are also exact
   in TF32 / bf16 (8 significant bits), so a reduced-precision float32 matmul mode does not break this either; the
   kernel selector still verifies every candidate bit for bit on a probe before using it.
+- ``"u8s8"``: oneDNN's quantized linear (``torch.ops.onednn.qlinear_pointwise``, CPU only): activations as uint8
+  codes plus the zero point 128 (``n ^ 0x80``, exact), weights int8 prepacked once, int32 accumulation with the
+  zero-point compensation, returned as float32 with scales 1 (``fl32(1 * 1 * D)``: the int32 result rounded once,
+  RNE). Why: on AVX2-only CPUs (no VNNI) this kernel uses ``vpmaddubsw`` and was measured faster than the float32
+  GEMM there (under ``ONEDNN_MAX_CPU_ISA=AVX2`` on the dev CPU: 18 ms against 36 ms for the float layer on qkv of
+  var-d16 at 512 rows), where ``torch._int_mm`` is not. ``vpmaddubsw`` sums pairs of u8 x s8 products in saturating
+  int16, so it is exact only while ``2 * (128 + max|a|) * max|b| < 2**15``: FP4 and FP6 codes (bound classes 16
+  and 64), not |n| = 127, which the selector's probe at each bound class catches.
 
 Both return the float32 ``D`` (exact integers while ``|D| <= 2**24``, else rounded once), the form the fast path's
 scale-and-accumulate stage consumes (``fpqvar.quant.kernels_gemm``).
@@ -22,9 +30,10 @@ from __future__ import annotations
 import torch
 
 __all__ = ["INT_GEMM_IMPLS", "BOUND_CLASSES", "F32_EXACT", "bound_class", "op_name", "exact_chunk", "operand_dtype",
-           "int_mm", "gemm_to_f32"]
+           "to_operand", "prepare_weight", "unavailable", "int_mm", "gemm_to_f32", "U8S8Weight"]
 
-INT_GEMM_IMPLS = ("int8", "float32")
+INT_GEMM_IMPLS = ("int8", "float32", "u8s8")
+U8_ZERO_POINT = 128  # u8 = n + 128 = n ^ 0x80 for every int8 n
 F32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is a float32
 # Operand magnitude classes, each a kernel-selector operation ("int_gemm:16" ...) verified at its own bound: an int8
 # kernel may be exact for small operands only (oneDNN's AVX2 s8s8 GEMM sums pairs of u8 x s8 products in saturating
@@ -52,7 +61,60 @@ def operand_dtype(impl: str) -> torch.dtype:
         return torch.int8
     if impl == "float32":
         return torch.float32
+    if impl == "u8s8":
+        return torch.uint8
     raise ValueError(f"integer GEMM implementation must be one of {INT_GEMM_IMPLS}, got {impl!r}")
+
+
+def to_operand(impl: str, n: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """int8 codes ``n`` as ``impl``'s activation operand: itself (int8), float32 values, or ``n + 128`` as uint8."""
+    dt = operand_dtype(impl)
+    if impl == "u8s8":
+        return torch.bitwise_xor(n.view(torch.uint8), U8_ZERO_POINT, out=out)
+    if out is not None:
+        return out.copy_(n)
+    return n if n.dtype == dt else n.to(dt)
+
+
+class U8S8Weight:
+    """An int8 ``(K, N)`` weight prepacked for oneDNN's quantized linear, with its unit scales and zero points."""
+
+    def __init__(self, b_KN: torch.Tensor):
+        if b_KN.dtype != torch.int8 or b_KN.dim() != 2 or b_KN.device.type != "cpu":
+            raise ValueError(f"u8s8 weights must be a 2-d int8 CPU tensor, got {b_KN.dtype} {tuple(b_KN.shape)} "
+                             f"on {b_KN.device}")
+        self.K, self.N = b_KN.shape
+        self.packed = torch.ops.onednn.qlinear_prepack(b_KN.t().contiguous(), None)
+        self.ones = torch.ones(self.N)
+        self.zeros = torch.zeros(self.N, dtype=torch.long)
+
+
+def prepare_weight(impl: str, b_KN: torch.Tensor):
+    """int8 weight codes ``(K, N)`` as ``impl``'s weight operand (a tensor, or a :class:`U8S8Weight`)."""
+    if impl == "u8s8":
+        return U8S8Weight(b_KN)
+    return b_KN.to(operand_dtype(impl))
+
+
+def unavailable(impl: str, device: torch.device) -> str | None:
+    """Why ``impl`` cannot run on ``device`` (``None``: it can)."""
+    operand_dtype(impl)
+    if impl == "int8" and not hasattr(torch, "_int_mm"):
+        return "torch._int_mm is missing in this torch build"
+    if impl == "u8s8":
+        if torch.device(device).type != "cpu":
+            return "oneDNN's quantized linear runs on CPU only"
+        if not (hasattr(torch.ops.onednn, "qlinear_pointwise") and hasattr(torch.ops.onednn, "qlinear_prepack")):
+            return "torch.ops.onednn.qlinear_pointwise is missing in this torch build"
+    return None
+
+
+def u8s8_mm(a_u8: torch.Tensor, b: U8S8Weight) -> torch.Tensor:
+    """float32 ``(M, N)``: the exact int32 ``(a - 128) B``, rounded once (scales 1); ``a_u8`` contiguous uint8."""
+    if a_u8.dtype != torch.uint8 or a_u8.shape[-1] != b.K:
+        raise ValueError(f"u8s8 activations must be uint8 (M, {b.K}), got {a_u8.dtype} {tuple(a_u8.shape)}")
+    return torch.ops.onednn.qlinear_pointwise(a_u8.contiguous(), 1.0, U8_ZERO_POINT, b.packed, b.ones, b.zeros,
+                                              None, 1.0, 0, torch.float32, "none", [], "")
 
 
 def exact_chunk(max_abs_a: int, max_abs_b: int) -> int:
@@ -88,6 +150,7 @@ def gemm_to_f32(impl: str, a: torch.Tensor, b: torch.Tensor, *, out: torch.Tenso
                 scratch_i32: torch.Tensor | None = None, k_chunk: int | None = None) -> torch.Tensor:
     """``fl32(A B)`` of integer-valued operands already in ``operand_dtype(impl)``, exact (see module doc).
 
+    ``b``: from :func:`prepare_weight` (``"u8s8"``: a :class:`U8S8Weight` of exactly this K).
     ``out``: float32 ``(M, N)`` destination; ``scratch_i32``: an int32 buffer of the same shape for ``"int8"``;
     ``k_chunk`` (``"float32"``): the exact reduction length, default :func:`exact_chunk` for 127 x 127."""
     if impl == "int8":
@@ -95,6 +158,9 @@ def gemm_to_f32(impl: str, a: torch.Tensor, b: torch.Tensor, *, out: torch.Tenso
         return d.to(torch.float32) if out is None else out.copy_(d)
     if impl == "float32":
         return _mm_f32_exact(a, b, out, exact_chunk(127, 127) if k_chunk is None else k_chunk)
+    if impl == "u8s8":
+        d = u8s8_mm(a, b)
+        return d if out is None else out.copy_(d)
     raise ValueError(f"integer GEMM implementation must be one of {INT_GEMM_IMPLS}, got {impl!r}")
 
 

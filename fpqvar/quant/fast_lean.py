@@ -9,7 +9,7 @@ the float ``nn.Linear`` (dev CPU, AVX512, 1 thread, min of 9 x 2000 calls).
 Same bits as the general path, which stays the reference: the same quantizer steps on the same floats (absmax
 scale, zero groups to 1, the exact-range check, ``fl32(x / (s 2**-k))``, ``kernels._round_scaled``, exact ties by
 ``kernels._fix_ties``), the same exact dot products (an integer-valued float32 batched GEMM or ``torch._int_mm`` per
-segment, ``kernels_gemm.int8_block_products``) and the same accumulation (``kernels_gemm.accumulate_products``).
+segment, ``kernels_gemm.int_block_products``) and the same accumulation (``kernels_gemm.accumulate_products``).
 ``tests/quant/test_fast_lean.py`` checks that, and that the datapath agrees.
 
 It applies (:func:`prepare`, :func:`linear`) on CPU, to dynamic activation scales per group where the activation
@@ -102,7 +102,7 @@ def linear(lean: Lean, x_TI: torch.Tensor, default_impl: str) -> torch.Tensor | 
     if impl == "float32":
         d = torch.bmm(a.to(torch.float32).view(P * T, G, seg).transpose(0, 1), w.operand_GSO(impl))
     else:
-        d = KG.int8_block_products(a.to(torch.int8), w, 0, G)
+        d = KG.int_block_products(impl, a.to(torch.int8), w, 0, G)
     acc = KG.accumulate_products(s_GPT1, lean.sw_GP1O, d.view(G, P, T, O))
     if lean.bias is not None:
         acc.add_(lean.bias)

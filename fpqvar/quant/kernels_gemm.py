@@ -10,7 +10,9 @@ the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement
   about 270x slower, and under ``ONEDNN_MAX_CPU_ISA=AVX2`` its results are wrong for operands of magnitude 127
   (int16 saturation; the selector's probe drops it there);
 - ``"float32"``: a float32 GEMM on the same integer values, exact while every partial sum stays within 2**24
-  (FP4 groups of 128: ``|D| <= 128 * 144``); longer reductions are chunked along K and summed in int32.
+  (FP4 groups of 128: ``|D| <= 128 * 144``); longer reductions are chunked along K and summed in int32;
+- ``"u8s8"``: oneDNN's quantized linear on ``n + 128`` (uint8) and the int8 weight prepacked per segment, int32
+  accumulation (``vpmaddubsw`` on AVX2-only CPUs, where it beats float32 and ``_int_mm`` does not).
 
 Both give the same float32 ``D``. With the float32 GEMM, DFQ's two parts share one GEMM on the packed operand
 ``p + M q`` wherever a Cauchy-Schwarz bound proves it exact (:mod:`fpqvar.quant.kernels_pack`): the float model's
@@ -92,6 +94,7 @@ class PreparedWeight:
     _scaled: dict = None
     _operands: dict = None
     _norm2_G: torch.Tensor = None
+    _u8s8: list = None
 
     def __post_init__(self) -> None:
         I, O = self.w_IO.shape
@@ -106,11 +109,21 @@ class PreparedWeight:
         self._operands = {torch.int8: self.w_IO}
 
     def operand(self, impl: str) -> torch.Tensor:
-        """``w_IO`` in the operand dtype of the GEMM ``impl`` (converted once, cached)."""
+        """``w_IO`` in the operand dtype of the GEMM ``impl`` (converted once, cached; ``"u8s8"``: see
+        :meth:`u8s8_segment`)."""
+        if impl == "u8s8":
+            raise ValueError("the u8s8 GEMM's weight is prepacked per segment: use PreparedWeight.u8s8_segment(g)")
         dt = IG.operand_dtype(impl)
         if dt not in self._operands:
             self._operands[dt] = self.w_IO.to(dt)
         return self._operands[dt]
+
+    def u8s8_segment(self, g: int) -> IG.U8S8Weight:
+        """Segment ``g`` of the weight prepacked for the ``"u8s8"`` GEMM (all segments packed at first use)."""
+        if self._u8s8 is None:
+            self._u8s8 = [IG.prepare_weight("u8s8", self.w_IO[i * self.seg : (i + 1) * self.seg])
+                          for i in range(self.G)]
+        return self._u8s8[g]
 
     def operand_GSO(self, impl: str) -> torch.Tensor:
         """:meth:`operand` as ``(G, seg, O)``: one ``(seg, O)`` block per segment (a view)."""
@@ -186,7 +199,13 @@ def gemm_impl(device: torch.device, impl: str | None = None, max_abs: int = 127)
 
 def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols: slice,
                 out: torch.Tensor | None = None, scratch_i32: torch.Tensor | None = None) -> torch.Tensor:
-    """float32 ``D = a[rows, cols] @ w[cols]`` (exact), ``a`` already in ``impl``'s operand dtype."""
+    """float32 ``D = a[rows, cols] @ w[cols]`` (exact), ``a`` already in ``impl``'s operand dtype (``"u8s8"``:
+    ``cols`` one whole segment, and the result is a new tensor unless ``out`` is given)."""
+    if impl == "u8s8":
+        if cols.start % w.seg or cols.stop - cols.start != w.seg:
+            raise ValueError(f"u8s8 GEMM: columns {cols.start}:{cols.stop} are not one segment of {w.seg}")
+        d = IG.u8s8_mm(a[rows, cols], w.u8s8_segment(cols.start // w.seg))
+        return d if out is None else out.copy_(d)
     return IG.gemm_to_f32(impl, a[rows, cols], w.operand(impl)[cols], out=out, scratch_i32=scratch_i32,
                           k_chunk=w.k_chunk())
 
@@ -197,7 +216,8 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
 
     ``parts``: ordered partial operands ``(n_TI int8, s_TG float32 per segment, unit)``, one for a plain
     layer, two for DFQ (negative half first); ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by
-    :func:`_foldable`. ``impl``: the integer GEMM (``"int8"`` / ``"float32"``; ``None``: :func:`gemm_impl`).
+    :func:`_foldable`. ``impl``: the integer GEMM (``"int8"`` / ``"float32"`` / ``"u8s8"``; ``None``:
+    :func:`gemm_impl`).
     """
     T = parts[0][0].shape[0]
     O = w.w_IO.shape[1]
@@ -208,7 +228,7 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
         fold_unit = _foldable(parts, w)
     impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
-    if (fold_unit and len(parts) * T <= BMM_MAX_ROWS and (impl == "int8" or w.seg <= w.k_chunk())
+    if (fold_unit and len(parts) * T <= BMM_MAX_ROWS and (impl != "float32" or w.seg <= w.k_chunk())
             and w.w_IO.device.type == "cpu"):
         y = _linear_bmm(parts, w, impl)
     else:
@@ -234,6 +254,7 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
     sws = [w.scaled(unit) if fold_unit else w.swT_GO for _, _, unit in parts]
     y = torch.empty((T, O), dtype=torch.float32, device=dev)
     tc = max(1, min(T, (ROW_CHUNK_ELEMS if impl == "int8" else ROW_CHUNK_ELEMS_F32) // max(O * P, 1)))
+    # u8s8: like float32, its GEMM (K = one segment) wants many rows per call
     buf = torch.empty((tc, O), dtype=torch.float32, device=dev)
     dfl = torch.empty((P * tc, O), dtype=torch.float32, device=dev)  # D as float32: reused (an in-place mul by
     # an int32 tensor would allocate the cast every time)
@@ -263,9 +284,10 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
                 if a is None:
                     a = _stacked_operand(parts, rows, impl)
                 # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
-                segment_dot(impl, a, w, slice(None), cols, out=df, scratch_i32=dd)
+                dseg = segment_dot(impl, a, w, slice(None), cols, out=None if impl == "u8s8" else df,
+                                   scratch_i32=dd)
             for i, ((_, s, unit), sw) in enumerate(zip(parts, sws)):
-                d_i = df[i * r : (i + 1) * r]
+                d_i = (df if packed[g] else dseg)[i * r : (i + 1) * r]
                 if not fold_unit:
                     d_i.mul_(unit)  # fl32(D * unit), exact
                 dst = acc if first else b
@@ -295,7 +317,7 @@ def _redo_rows(parts, w: PreparedWeight, idx: torch.Tensor, t0: int, cols: slice
 def _stacked_operand(parts, rows, impl: str) -> torch.Tensor:
     """``(P * r, I)``: the parts' codes of ``rows`` (a slice or an index tensor) stacked along the rows, in
     ``impl``'s operand dtype."""
-    ns = [n[rows].to(IG.operand_dtype(impl)) for n, _, _ in parts]  # int8: no copy
+    ns = [IG.to_operand(impl, n[rows]) for n, _, _ in parts]  # int8: no copy
     return ns[0] if len(ns) == 1 else torch.cat(ns)
 
 
@@ -328,6 +350,20 @@ def accumulate_products(s_GPT1: torch.Tensor, sw_GP1O: torch.Tensor, d_GPTO: tor
     return acc
 
 
+def int_block_products(impl: str, a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int) -> torch.Tensor:
+    """``(g1 - g0, R, O)`` float32: the exact dot products of the int8 codes ``a_RI`` with segments ``g0 .. g1`` by
+    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``), one GEMM per segment (exact below 2**24, else rounded once,
+    as in the loop)."""
+    if impl == "int8":
+        return int8_block_products(a_RI, w, g0, g1)
+    if impl != "u8s8":
+        raise ValueError(f"int_block_products: an integer GEMM ('int8' / 'u8s8'), got {impl!r}")
+    R, seg = a_RI.shape[0], w.seg
+    a_GRS = torch.empty((g1 - g0, R, seg), dtype=torch.uint8, device=a_RI.device)
+    IG.to_operand(impl, a_RI.view(R, w.G, seg)[:, g0:g1].transpose(0, 1), out=a_GRS)  # one contiguous block each
+    return torch.stack([IG.u8s8_mm(a_GRS[i], w.u8s8_segment(g)) for i, g in enumerate(range(g0, g1))])
+
+
 def int8_block_products(a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int) -> torch.Tensor:
     """``(g1 - g0, R, O)`` float32: the exact int8 dot products of the rows ``a_RI`` with segments ``g0 .. g1``, one
     ``_int_mm`` per segment into int32, converted once (exact below 2**24, else rounded once, as in the loop)."""
@@ -353,20 +389,20 @@ def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32") -> torch.Tensor
         else None
     if pk is not None and not bool(pk.fits_TG.all()):
         pk = None
-    if impl == "int8":
-        a_RI = _stacked_operand(parts, slice(None), impl)  # (P * T, I)
+    if impl != "float32":
+        a_RI = _stacked_operand(parts, slice(None), "int8")  # (P * T, I) int8 codes
     elif pk is not None:
         a_GRS = pk.a_TI.view(T, G, seg).transpose(0, 1)
         M_GT1, invM_GT1 = pk.M_TG.t().unsqueeze(-1), pk.invM_TG.t().unsqueeze(-1)
     else:
         a_GRS = _stacked_operand(parts, slice(None), impl).view(P * T, G, seg).transpose(0, 1)
-    w_GSO = w.operand_GSO(impl)
+    w_GSO = w.operand_GSO(impl) if impl == "float32" else None
     gb = max(1, min(G, BMM_BLOCK_ELEMS // max(P * T * O, 1)))
     acc = None
     for g0 in range(0, G, gb):
         gs = slice(g0, min(G, g0 + gb))
-        if impl == "int8":
-            d = int8_block_products(a_RI, w, g0, gs.stop).view(-1, P, T, O)
+        if impl != "float32":
+            d = int_block_products(impl, a_RI, w, g0, gs.stop).view(-1, P, T, O)
         elif pk is not None:
             y = torch.bmm(a_GRS[gs], w_GSO[gs])  # exact: the plan's bound
             d = torch.empty((y.shape[0], P, T, O), dtype=torch.float32, device=y.device)
@@ -411,8 +447,8 @@ def _bench_layer(impl: str, bound: int):
     return bench
 
 
-def _int8_unavailable(device: torch.device) -> str | None:
-    return None if hasattr(torch, "_int_mm") else "torch._int_mm is missing in this torch build"
+def _unavailable(impl: str):
+    return lambda device: IG.unavailable(impl, device)
 
 
 def _register() -> None:
@@ -420,7 +456,9 @@ def _register() -> None:
         kernels.SELECTOR.register(Operation(IG.op_name(b), f"exact integer GEMM of the fast path, |operands| <= {b}", (
             Candidate("float32", "float32 GEMM on integer-valued operands (exact below 2**24, K chunked)",
                       _bench_layer("float32", b)),
-            Candidate("int8", "torch._int_mm int8 x int8 -> int32", _bench_layer("int8", b), _int8_unavailable),
+            Candidate("int8", "torch._int_mm int8 x int8 -> int32", _bench_layer("int8", b), _unavailable("int8")),
+            Candidate("u8s8", "oneDNN quantized linear, uint8 (codes + 128) x int8 -> int32", _bench_layer("u8s8", b),
+                      _unavailable("u8s8")),
         ), exact=True, margin=1.05))
 
 

@@ -20,8 +20,8 @@ def test_every_operation_chooses_one_of_its_candidates():
 
 @pytest.mark.parametrize("op", ["int_gemm:16", "int_gemm:64", "int_gemm:127", "galt_grad", "autocast", "ght"])
 def test_slow_or_missing_hook_moves_the_choice(op, monkeypatch):
-    base, other = kernels.SELECTOR.operation(op).names[:2]
-    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", f"{op}.{other}=slow")
+    base, *others = kernels.SELECTOR.operation(op).names
+    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", ",".join(f"{op}.{o}=slow" for o in others))
     assert kernels.choose(op) == base
     kernels.reset()
     monkeypatch.setenv("FPQVAR_KERNEL_HOOK", f"{op}.{base}=missing")
@@ -38,6 +38,7 @@ def test_int_gemm_probe_drops_a_wrong_kernel(monkeypatch):
         return r if out is None else out.copy_(r)
 
     monkeypatch.setattr(torch, "_int_mm", saturating)
+    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", "int_gemm:127.u8s8=missing")  # the other integer candidate
     c = kernels.choice("int_gemm:127")
     assert c.name == "float32" and "differs from the baseline" in c.dropped["int8"]
 

@@ -42,6 +42,8 @@ def test_the_requested_gemm_runs(gemm_impl, monkeypatch):
     monkeypatch.setattr(IG, "batched_gemm_to_f32", lambda impl, *a, **k: used.append(impl) or orig_b(impl, *a, **k))
     orig_i = KG._int_mm  # the few-row int8 path's per-segment int32 products
     monkeypatch.setattr(KG, "_int_mm", lambda *a, **k: used.append("int8") or orig_i(*a, **k))
+    orig_u = IG.u8s8_mm  # the u8s8 GEMM's per-segment products
+    monkeypatch.setattr(IG, "u8s8_mm", lambda *a, **k: used.append("u8s8") or orig_u(*a, **k))
     x = _rng(1).standard_normal((40, 256)).astype(np.float32)
     w = _rng(2).standard_normal((16, 256)).astype(np.float32)
     assert np.array_equal(_pure_fast(x, w, None, "rne", False), dp.linear_through_datapath(x, w))
