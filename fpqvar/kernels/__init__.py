@@ -4,7 +4,7 @@ fastest *on this machine*, chosen at first use and cached per process (``fpqvar.
 Operations and candidates: ``fpqvar.kernels.ops``. Use::
 
     from fpqvar import kernels
-    kernels.choose("int_gemm:16", device)          # "float32" or "int8" (operands |n| <= 16)
+    kernels.choose("int_gemm:16", device)          # "float32", "int8" or "u8s8" (|n| <= 16)
     kernels.resolve_dtype("galt_grad", "auto", d)  # torch.bfloat16 where it measured faster, else float32
     with kernels.override(int_gemm="int8"): ...    # an explicit choice wins (also FPQVAR_KERNELS="op=name")
     kernels.selection_report()                     # every decision so far, for reports and --json

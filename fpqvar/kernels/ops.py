@@ -6,7 +6,7 @@ operation stays well under a second on a 2-core CPU. Inputs come from a fixed-se
 
 | operation | candidates (baseline first) | exact | used by |
 | --- | --- | --- | --- |
-| ``int_gemm:16/64/127`` | float32, int8 | yes (probe-verified) | the exact fast path (see below) |
+| ``int_gemm:16/64/127`` | float32, int8, u8s8 (CPU) | yes (probe-verified) | the exact fast path (see below) |
 | ``galt_grad`` | float32, bfloat16 | no (margin 1.25) | GALT's two backward GEMMs (``GALTConfig.grad_dtype``) |
 | ``autocast`` | float32, bfloat16, float16 (CUDA) | no (margin 1.25) | training and sampling ``dtype="auto"`` |
 | ``ght`` | matmul, fwht | no (margin 1.5) | the online GHT rotation (``OnlineRotation``) |
@@ -14,8 +14,9 @@ operation stays well under a second on a 2-core CPU. Inputs come from a fixed-se
 
 ``int_gemm`` is registered by :mod:`fpqvar.quant.kernels_gemm` (its benchmark runs the fast path's real
 accumulation loop, whose chunking and strategies decide how fast each GEMM is in practice); its baseline is float32
-because it runs everywhere (CPU, CUDA); int8 must measure faster, and give the same bits on the probe at the
-operand bound of its class (``kernels.int_gemm.BOUND_CLASSES``), to be used.
+because it runs everywhere (CPU, CUDA); int8 (``torch._int_mm``) and u8s8 (oneDNN's quantized linear, the one
+that is fast on AVX2-only CPUs) must measure faster, and give the same bits on the probe at the operand bound of
+its class (``kernels.int_gemm.BOUND_CLASSES``), to be used.
 """
 
 from __future__ import annotations

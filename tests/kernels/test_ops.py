@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fpqvar import kernels
+from fpqvar.kernels import int_gemm as IG
 from fpqvar.kernels import ops
 from fpqvar.quant import kernels_gemm  # noqa: F401 - registers the integer-GEMM operations
 
@@ -41,6 +42,17 @@ def test_int_gemm_probe_drops_a_wrong_kernel(monkeypatch):
     monkeypatch.setenv("FPQVAR_KERNEL_HOOK", "int_gemm:127.u8s8=missing")  # the other integer candidate
     c = kernels.choice("int_gemm:127")
     assert c.name == "float32" and "differs from the baseline" in c.dropped["int8"]
+
+
+def test_int_gemm_probe_drops_a_saturating_u8s8(monkeypatch):
+    """u8s8 as oneDNN's AVX2 kernel computes it at |values| 127 (int16 pair sums saturate): not used there."""
+    if IG.unavailable("u8s8", torch.device("cpu")):
+        pytest.skip(IG.unavailable("u8s8", torch.device("cpu")))
+    real = IG.u8s8_mm
+    monkeypatch.setattr(IG, "u8s8_mm", lambda a, b: real(a, b).clamp_(-(2**20), 2**20))
+    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", "int_gemm:127.int8=missing")
+    c = kernels.choice("int_gemm:127")
+    assert c.name == "float32" and "differs from the baseline" in c.dropped["u8s8"]
 
 
 def test_fast_path_selects_the_gemm_of_its_operand_class(monkeypatch):

@@ -24,6 +24,9 @@ FP4_G = QuantSpec("e2m1", "group", 128)
 
 @pytest.fixture(autouse=True, params=IG.INT_GEMM_IMPLS)
 def gemm_impl(request):
+    why = IG.unavailable(request.param, torch.device("cpu"))
+    if why:
+        pytest.skip(f"{request.param}: {why}")
     with kernels.override(int_gemm=request.param):
         yield request.param
 
