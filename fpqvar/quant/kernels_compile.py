@@ -108,7 +108,7 @@ def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None, impl=None):
     parts = [tuple(p[:3]) for p in parts]
     f = _fns()
     sws = [w.scaled(unit) for _, _, unit in parts]
-    ops = [n.to(IG.operand_dtype(impl)) for n, _, _ in parts]
+    ops = [IG.to_operand(impl, n) for n, _, _ in parts]
     acc = None
     for g in range(G):
         cols = slice(g * seg, (g + 1) * seg)

@@ -169,7 +169,7 @@ def linear_int(parts, w: KG.PreparedWeight, bias, fold_unit=None, impl=None):
     parts = [tuple(p[:3]) for p in parts]
     _, acc_kernel = _kernels()
     sws = [w.scaled(unit) for _, _, unit in parts]
-    ops = [n.to(IG.operand_dtype(impl)) for n, _, _ in parts]
+    ops = [IG.to_operand(impl, n) for n, _, _ in parts]
     acc = torch.empty((T, O), dtype=torch.float32, device=w.w_IO.device)
     numel, first = T * O, True
     for g in range(G):
