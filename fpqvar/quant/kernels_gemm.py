@@ -125,6 +125,14 @@ class PreparedWeight:
                           for i in range(self.G)]
         return self._u8s8[g]
 
+    def columns(self, impl: str, cols: slice):
+        """The weight operand of ``impl`` for the input columns ``cols`` (``"u8s8"``: exactly one segment)."""
+        if impl != "u8s8":
+            return self.operand(impl)[cols]
+        if cols.start % self.seg or cols.stop - cols.start != self.seg:
+            raise ValueError(f"u8s8 GEMM: columns {cols.start}:{cols.stop} are not one segment of {self.seg}")
+        return self.u8s8_segment(cols.start // self.seg)
+
     def operand_GSO(self, impl: str) -> torch.Tensor:
         """:meth:`operand` as ``(G, seg, O)``: one ``(seg, O)`` block per segment (a view)."""
         return self.operand(impl).view(self.G, self.seg, self.w_IO.shape[1])
@@ -201,12 +209,7 @@ def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols
                 out: torch.Tensor | None = None, scratch_i32: torch.Tensor | None = None) -> torch.Tensor:
     """float32 ``D = a[rows, cols] @ w[cols]`` (exact), ``a`` already in ``impl``'s operand dtype (``"u8s8"``:
     ``cols`` one whole segment, and the result is a new tensor unless ``out`` is given)."""
-    if impl == "u8s8":
-        if cols.start % w.seg or cols.stop - cols.start != w.seg:
-            raise ValueError(f"u8s8 GEMM: columns {cols.start}:{cols.stop} are not one segment of {w.seg}")
-        d = IG.u8s8_mm(a[rows, cols], w.u8s8_segment(cols.start // w.seg))
-        return d if out is None else out.copy_(d)
-    return IG.gemm_to_f32(impl, a[rows, cols], w.operand(impl)[cols], out=out, scratch_i32=scratch_i32,
+    return IG.gemm_to_f32(impl, a[rows, cols], w.columns(impl, cols), out=out, scratch_i32=scratch_i32,
                           k_chunk=w.k_chunk())
 
 
@@ -280,14 +283,16 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
                 KP.decode_(b, pk.M_TG[:, g : g + 1], pk.invM_TG[:, g : g + 1], df[:r], df[r:])
                 if n_fail[g]:
                     _redo_rows(parts, w, t0 + fails_RG[:, g].nonzero().squeeze(1), t0, cols, df[:r], df[r:])
+                dseg = df
             else:
                 if a is None:
                     a = _stacked_operand(parts, rows, impl)
                 # exact: |D| < 2**24 (else the one RNE rounding of the FP6 semantics)
+                # (u8s8 returns a fresh tensor: no copy into df)
                 dseg = segment_dot(impl, a, w, slice(None), cols, out=None if impl == "u8s8" else df,
                                    scratch_i32=dd)
             for i, ((_, s, unit), sw) in enumerate(zip(parts, sws)):
-                d_i = (df if packed[g] else dseg)[i * r : (i + 1) * r]
+                d_i = dseg[i * r : (i + 1) * r]
                 if not fold_unit:
                     d_i.mul_(unit)  # fl32(D * unit), exact
                 dst = acc if first else b
