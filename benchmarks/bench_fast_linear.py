@@ -4,9 +4,9 @@ Layers of var-d16 (C = 1024) and var-d30 (C = 1920) as fpqvar-w4a4 quantizes the
 (C -> 4C) with the online GHT (128 x 128 matmul), proj (C -> C), fc2 (4C -> C) with DFQ inputs; E2M1 per group of
 128. Rows: the token count of every scale (1, 4, 9, ..., 256) times 2 for CFG, batch 1. Columns: float32
 ``nn.Linear``; W4A4 with the GEMM the kernel selector chose (``auto``), and with each candidate forced (``int8``:
-``torch._int_mm``; ``float32``: integer-valued float32 operands; ``u8s8``: oneDNN's quantized linear on uint8 codes
-+ 128), and ``general``: the selected GEMM with the few-row
-path (``fpqvar.quant.fast_lean``) switched off, which shows what that path saves. All W4A4 columns give the same bits
+``torch._int_mm``; ``float32``: integer-valued float32 operands; ``u8s8``: oneDNN's quantized linear on the codes
+plus 128 as uint8), and ``general``: the selected GEMM with the few-row path (``fpqvar.quant.fast_lean``) switched
+off, which shows what that path saves. All W4A4 columns give the same bits
 (tests/quant/test_fast.py). The W4A4 time is the whole layer: rotation, activation quantization, GEMMs, scales and
 accumulation. Each contender runs once per round, in turn, ``--rounds`` times; the best time is kept; the default
 clock is the process CPU time (the machine is shared; ``--clock wall`` for wall-clock).

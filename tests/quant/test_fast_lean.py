@@ -9,26 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from fpqvar import kernels
 from fpqvar.hw import datapath as dp
 from fpqvar.hw.quantizer_int import quantize_groups
-from fpqvar.kernels import int_gemm as IG
 from fpqvar.quant import fast, fast_lean
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.spec import QuantSpec
 from fpqvar.transforms.hadamard import OnlineRotation, block_hadamard_matrix, rotate_weight_in
-from tests.quant.test_fast import _qlinear, _tie_heavy
+from tests.quant.test_fast import _qlinear, _tie_heavy, gemm_impl  # noqa: F401 - gemm_impl: autouse, per GEMM
 
 FP4_G = QuantSpec("e2m1", "group", 128)
-
-
-@pytest.fixture(autouse=True, params=IG.INT_GEMM_IMPLS)
-def gemm_impl(request):
-    why = IG.unavailable(request.param, torch.device("cpu"))
-    if why:
-        pytest.skip(f"{request.param}: {why}")
-    with kernels.override(int_gemm=request.param):
-        yield request.param
 
 
 @pytest.fixture
