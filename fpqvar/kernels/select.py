@@ -14,7 +14,9 @@ the reference), and :meth:`Selector.choose` picks by measurement on the actual d
    against the baseline's result, bit for bit); one that raises or mismatches is dropped with the reason;
    one more than ``SLOW_FACTOR`` x slower than the baseline on the probe is dropped without the full run (a
    350x-slow kernel costs milliseconds, not seconds); the rest run ``rounds`` interleaved times at a
-   representative size, best wall time kept. The fastest wins, but a non-baseline candidate must beat the
+   representative size (more rounds, up to ``MAX_ROUNDS``, while a finalist's timed runs add up to less than the
+   operation's ``min_seconds``: short calls need more samples to rise above the noise), best wall time kept.
+   The fastest wins, but a non-baseline candidate must beat the
    baseline by the operation's ``margin`` (inexact alternatives use a margin > 1, so that near-ties do not
    flip the numerics from run to run).
 
@@ -38,11 +40,12 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Candidate", "Operation", "Choice", "Selector", "KernelUnavailable", "Timed", "SLOW_FACTOR",
+__all__ = ["Candidate", "Operation", "Choice", "Selector", "KernelUnavailable", "Timed", "SLOW_FACTOR", "MAX_ROUNDS",
            "SLOW_HOOK_FACTOR", "device_key", "parse_pairs"]
 
 SLOW_FACTOR = 8.0  # probe time beyond this multiple of the baseline's: dropped without the full measurement
 SLOW_HOOK_FACTOR = 1000.0  # what the test hook "slow" multiplies a measured time by
+MAX_ROUNDS = 64  # the most measurement rounds an operation's ``min_seconds`` can ask for
 _ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
@@ -78,6 +81,8 @@ class Operation:
 
     ``exact``: every candidate returns the baseline's result bit for bit (checked on the probe).
     ``margin``: how much faster than the baseline another candidate must measure to be chosen.
+    ``rounds``: interleaved timed runs per finalist, at least; ``min_seconds``: more rounds (up to ``MAX_ROUNDS``)
+    while any finalist's timed runs add up to less than this.
     ``per_threads``: whether the choice depends on torch's thread count (the cache key)."""
 
     name: str
@@ -87,6 +92,7 @@ class Operation:
     margin: float = 1.0
     rounds: int = 3
     per_threads: bool = True
+    min_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.candidates]
@@ -96,6 +102,8 @@ class Operation:
             raise ValueError(f"Operation({self.name!r}).margin must be >= 1, got {self.margin!r}")
         if not (isinstance(self.rounds, int) and self.rounds >= 1):
             raise ValueError(f"Operation({self.name!r}).rounds must be an int >= 1, got {self.rounds!r}")
+        if not (self.min_seconds >= 0.0):
+            raise ValueError(f"Operation({self.name!r}).min_seconds must be >= 0, got {self.min_seconds!r}")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -395,16 +403,21 @@ class Selector:
                 dropped[name] = f"{t / floor:.0f}x slower than {o.candidates[0].name} on the probe"
         finalists = [n for n in probe if n not in dropped]
         best = {n: float("inf") for n in finalists}
-        for _ in range(o.rounds):  # interleaved: a noisy neighbour affects every candidate alike
-            for n in finalists:
+        spent = dict.fromkeys(finalists, 0.0)
+        rounds = 0
+        while rounds < o.rounds or (rounds < MAX_ROUNDS and best and min(spent[n] for n in best) < o.min_seconds):
+            rounds += 1
+            for n in finalists:  # interleaved: a noisy neighbour affects every candidate alike
+                if n not in best:
+                    continue
                 try:
                     t, _ = self._time_once(runners[n], dev)
                 except Exception as e:  # noqa: BLE001
                     dropped[n] = f"failed: {type(e).__name__}: {e}"[:300]
-                    best.pop(n, None)
+                    best.pop(n)
                     continue
-                if n in best:
-                    best[n] = min(best[n], t * (SLOW_HOOK_FACTOR if hooks.get(n) == "slow" else 1.0))
+                spent[n] += t
+                best[n] = min(best[n], t * (SLOW_HOOK_FACTOR if hooks.get(n) == "slow" else 1.0))
         finalists = [n for n in finalists if n in best]
         if not finalists:
             raise KernelUnavailable(f"kernel {o.name}: every candidate failed on {dev}: {dropped}")

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from fpqvar.kernels.select import SLOW_FACTOR, Candidate, KernelUnavailable, Operation, Selector
+from fpqvar.kernels.select import MAX_ROUNDS, SLOW_FACTOR, Candidate, KernelUnavailable, Operation, Selector
 
 
 class FakeClock:
@@ -97,6 +97,22 @@ def test_exact_operation_drops_a_candidate_with_a_different_result(clock):
     ok = selector([fake("a", 10, clock, result=torch.tensor([1.0, 2.0])),
                    fake("b", 1, clock, result=torch.tensor([1.0, 2.0]))], clock, exact=True)
     assert ok.choose("op") == "b"
+
+
+def test_short_calls_get_more_rounds_up_to_a_cap(clock):
+    calls = []
+    # a takes 1 ms, b 2 ms: 10 rounds until a has 10 ms of timed runs (b passes 10 ms after 5)
+    s = selector([fake("a", 1, clock, calls), fake("b", 2, clock, calls)], clock, rounds=3, min_seconds=0.010)
+    assert s.choose("op") == "a"
+    assert calls.count(("a", "full")) == 10 and calls.count(("b", "full")) == 10  # interleaved: same count
+    calls.clear()
+    s = selector([fake("a", 1e-4, clock, calls)], clock, rounds=3, min_seconds=1.0)
+    s.choose("op")
+    assert calls.count(("a", "full")) == MAX_ROUNDS
+    calls.clear()
+    s = selector([fake("a", 5, clock, calls)], clock, rounds=3, min_seconds=0.001)  # already enough: the minimum
+    s.choose("op")
+    assert calls.count(("a", "full")) == 3
 
 
 def test_slow_on_the_probe_is_dropped_without_the_full_run(clock):
@@ -218,3 +234,5 @@ def test_operation_validation():
         Operation("x", "", (c,), margin=0.5)
     with pytest.raises(ValueError, match="rounds"):
         Operation("x", "", (c,), rounds=0)
+    with pytest.raises(ValueError, match="min_seconds"):
+        Operation("x", "", (c,), min_seconds=-1.0)

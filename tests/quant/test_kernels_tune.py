@@ -60,6 +60,20 @@ def test_each_shape_gets_the_measured_faster_gemm(slow, monkeypatch, fresh_selec
     assert torch.equal(y, ref)  # every candidate gives the same bits
 
 
+def test_a_shape_leaves_the_base_choice_only_by_the_margin(fresh_selector):
+    base = kernels.choice("int_gemm:16")
+    if len([n for n in base.times_ms if n not in base.dropped]) < 2:
+        pytest.skip(f"only one integer GEMM can run here: {base.dropped}")
+    q = _layer(seed=4)
+    q(torch.randn(6, 256, generator=torch.Generator().manual_seed(5)))
+    names = [o for o in kernels.SELECTOR.operations if o.startswith("int_gemm:16@256x48s128p1r8")]
+    assert len(names) == 1
+    op = kernels.SELECTOR.operation(names[0])
+    assert op.candidates[0].name == base.name  # the baseline the margin protects
+    assert sorted(c.name for c in op.candidates) == sorted(n for n in base.times_ms if n not in base.dropped)
+    assert op.margin == KT.TUNE_MARGIN > 1.0 and op.min_seconds == KT.TUNE_MIN_SECONDS > 0.0
+
+
 def test_explicit_choice_wins_and_registers_nothing(fresh_selector):
     q = _layer(dfq=True, I=512, O=40)
     x = torch.randn(9, 512, generator=torch.Generator().manual_seed(2))
