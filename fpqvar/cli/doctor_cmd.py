@@ -37,7 +37,10 @@ def optional_tools() -> dict:
     files = sorted({f for m in MODELS.values() for f in (m.var_ckpt, m.vae_ckpt) if f})
     dflt = default_paths(check=False)
     triton = _module_version("triton")
+    from fpqvar.kernels import native
+
     return {
+        "c_compiler": native.compiler(),  # builds the few-row path's C kernels (fpqvar.kernels.native)
         "yosys": None if yosys is None else " ".join(yosys),
         "iverilog": shutil.which("iverilog"),
         "verilator": shutil.which("verilator"),
@@ -57,7 +60,7 @@ def optional_tools() -> dict:
 def kernel_choices(devices: list[str]) -> list[dict]:
     """Every operation's choice on every device (measured now unless cached or set explicitly)."""
     from fpqvar import kernels
-    from fpqvar.quant import kernels_gemm  # noqa: F401 - registers the integer-GEMM operations
+    from fpqvar.quant import fast_lean, kernels_gemm  # noqa: F401 - register the integer-GEMM and "lean" operations
 
     rows = []
     for dev in devices:

@@ -225,7 +225,9 @@ def _fix_ties(n: torch.Tensor, tie: torch.Tensor, xg: torch.Tensor, s_el: torch.
     m, x64 = t.abs().to(torch.float64), x.to(torch.float64)
     cmp = torch.sign(x64.abs() - m * s.to(torch.float64))  # exact product; Sterbenz-exact difference
     fixed = torch.where(cmp == 0, r.to(torch.float64), torch.copysign(m + cmp * half.to(torch.float64), x64))
-    n[idx] = fixed.to(n.dtype)
+    n[idx] = fixed.to(n.dtype)  # int8: truncated toward zero. One false tie needs that: ties_up at t = -(0.5 -
+    # 2**-25) (step 1), where frac = fl32(t - floor(t)) rounds to 0.5; m +- half is then +-(2**-25) or 1 - 2**-25
+    # (not integers), both truncated to 0, the nearest code. Every true tie gives an integer.
 
 
 class OutOfExactRange(ValueError):

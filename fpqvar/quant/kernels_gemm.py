@@ -369,14 +369,16 @@ def int_block_products(impl: str, a_RI: torch.Tensor, w: PreparedWeight, g0: int
     return torch.stack([IG.u8s8_mm(a_GRS[i], w.u8s8_segment(g)) for i, g in enumerate(range(g0, g1))])
 
 
-def int8_block_products(a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int) -> torch.Tensor:
+def int8_block_products(a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int, as_int32: bool = False
+                        ) -> torch.Tensor:
     """``(g1 - g0, R, O)`` float32: the exact int8 dot products of the rows ``a_RI`` with segments ``g0 .. g1``, one
-    ``_int_mm`` per segment into int32, converted once (exact below 2**24, else rounded once, as in the loop)."""
+    ``_int_mm`` per segment into int32, converted once (exact below 2**24, else rounded once, as in the loop);
+    ``as_int32``: the int32 products, not converted."""
     seg, w8 = w.seg, w.operand("int8")
     d32 = torch.empty((g1 - g0, a_RI.shape[0], w8.shape[1]), dtype=torch.int32, device=a_RI.device)
     for i, g in enumerate(range(g0, g1)):
         _int_mm(a_RI[:, g * seg : (g + 1) * seg], w8[g * seg : (g + 1) * seg], out=d32[i])
-    return d32.to(torch.float32)
+    return d32 if as_int32 else d32.to(torch.float32)
 
 
 def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32") -> torch.Tensor:

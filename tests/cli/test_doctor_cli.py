@@ -20,8 +20,8 @@ def test_doctor_json_lists_machine_tools_and_every_operation(monkeypatch):
     m = d["machine"]
     assert m["cpu_capability"] and m["torch_build"]["version"] and m["threads"] >= 1
     assert d["threads_choice"]["source"] == "FPQVAR_THREADS"  # tests/conftest.py pins it
-    assert {"yosys", "iverilog", "cocotb", "cuda", "triton", "inception_weights", "official_checkpoints"} <= set(
-        d["tools"])
+    assert {"c_compiler", "yosys", "iverilog", "cocotb", "cuda", "triton", "inception_weights",
+            "official_checkpoints"} <= set(d["tools"])
     rows = {r["op"]: r for r in d["kernels"] if r["device"] == "cpu"}
     assert set(rows) == set(kernels.SELECTOR.base_operations())
     assert rows["galt_grad"]["name"] == "float32" and "missing" in rows["galt_grad"]["dropped"]["bfloat16"]

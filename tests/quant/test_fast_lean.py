@@ -20,6 +20,29 @@ from tests.quant.test_fast import _qlinear, _tie_heavy, gemm_impl  # noqa: F401 
 FP4_G = QuantSpec("e2m1", "group", 128)
 
 
+@pytest.fixture(autouse=True, params=["torch", "native"])
+def lean_impl(request):
+    """Every test of this file with the PyTorch ops and with the compiled C kernels (fpqvar.kernels.native)."""
+    from fpqvar import kernels
+    from fpqvar.kernels import native
+
+    if request.param == "native" and native.unavailable() is not None:
+        pytest.skip(f"native: {native.unavailable()}")
+    with kernels.override(lean=request.param):
+        yield request.param
+
+
+def test_the_requested_lean_kernels_run(lean_impl, monkeypatch, lean_calls):
+    from fpqvar.kernels import native
+
+    used = []
+    real = native.accumulate
+    monkeypatch.setattr(native, "accumulate", lambda *a: used.append(1) or real(*a))
+    q, _, _ = _layer(256, 32, dfq=False)
+    q(torch.randn(3, 256, generator=torch.Generator().manual_seed(0)))
+    assert lean_calls == [True] and bool(used) == (lean_impl == "native")
+
+
 @pytest.fixture
 def lean_calls(monkeypatch):
     """Counts the calls the few-row path served (``True``) and declined (``False``)."""
@@ -118,3 +141,31 @@ def test_only_dynamic_per_group_activations_get_a_lean_form():
     assert fast.plan_for(group).lean is not None
     assert fast.plan_for(token).lean is None
     assert fast.plan_for(static).lean is None
+
+
+def test_native_serves_more_rows_than_the_torch_ops(lean_impl, lean_calls):
+    """600 rows of parts: beyond MAX_ROWS (the PyTorch ops decline), within MAX_ROWS_NATIVE (the C kernels serve)."""
+    q, w, b = _layer(256, 48, dfq=True, seed=11)
+    x = torch.from_numpy(np.random.default_rng(12).standard_normal((300, 256)).astype(np.float32))
+    y = q(x)
+    assert lean_calls[-1] is (lean_impl == "native")
+    assert np.array_equal(y.numpy(), dp.linear_dfq_through_datapath(x.numpy(), w, b))
+    assert np.array_equal(_bits(y), _bits(_general(q, x)))
+
+
+def test_the_native_product_limit_is_per_thread(lean_impl, lean_calls, monkeypatch):
+    if lean_impl != "native":
+        pytest.skip("the native limits only")
+    q, _, _ = _layer(256, 48, dfq=False, seed=13)
+    x = torch.randn(10, 256, generator=torch.Generator().manual_seed(14))  # 2 * 10 * 48 = 960 products
+    monkeypatch.setattr(fast_lean, "MAX_PRODUCTS_NATIVE", 1920)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        q(x)
+        assert lean_calls[-1] is True  # 960 <= 1920 // 2
+        torch.set_num_threads(3)
+        q(x)
+        assert lean_calls[-1] is False  # 960 > 1920 // 3
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,199 @@
+"""Compiled C kernels of the exact few-row path (``native_lean.c``), built at first use with the machine's C compiler.
+
+Why our own C: at a few rows a quantized linear costs its fixed overhead, about 25 small PyTorch ops of 2 to 5 us
+each (``fpqvar.quant.fast_lean``); the quantizer and the accumulation are each one loop here. No library offers the
+datapath's quantizer (absmax scale per group, codes from the exact quotient). Plain C called through ``ctypes``:
+it builds in a fraction of a second with ``cc``, needs neither torch's C++ headers nor a Python extension build.
+
+Availability: a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang`` on the ``PATH``), CPU tensors, and a
+successful build. Where any is missing, :func:`unavailable` says why, and the kernel selector keeps the PyTorch
+ops (operation ``lean``, ``fpqvar.quant.fast_lean``). ``FPQVAR_NATIVE=0`` turns it off. The shared library is
+cached under ``$FPQVAR_CACHE_DIR/native`` (default ``~/.cache/fpqvar/native``; a temporary folder when that is not
+writable), named by a hash of the source, the flags and the compiler's version, written atomically.
+
+Flags: ``-O3 -std=c99 -ffp-contract=off`` and no ``-march``: every float operation is one IEEE float32 operation in
+the source's order (no fused multiply-add, no reassociation), the same on every x86-64 or Arm CPU; the bits are
+checked against the PyTorch reference in ``tests/kernels/test_native.py``. ``-fno-math-errno -fno-trapping-math``
+change no value (no library call sets ``errno``; no code reads the floating-point exception flags) and let the
+loops vectorise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+__all__ = ["unavailable", "compiler", "library", "quantize", "quantize_dfq", "accumulate", "FLAGS"]
+
+SOURCE = Path(__file__).with_name("native_lean.c")
+FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
+_lock = threading.Lock()
+_state: dict = {}  # "lib": the loaded library, or "why": the reason it is not available
+
+
+def compiler() -> str | None:
+    """The C compiler that builds the kernels: ``$CC``, else ``cc``, ``gcc`` or ``clang`` (``None``: none found)."""
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc)
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("FPQVAR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fpqvar")
+    d = Path(base) / "native"
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=d, delete=True)
+        probe.close()
+        return d
+    except OSError:
+        d = Path(tempfile.gettempdir()) / f"fpqvar-native-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def _build(cc: str) -> Path:
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    src = SOURCE.read_bytes()
+    key = hashlib.sha256(src + "\0".join(FLAGS).encode() + version.encode()).hexdigest()[:16]
+    out = _cache_dir() / f"fpqvar_lean_{key}.so"
+    if out.is_file():
+        return out
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
+    os.close(fd)
+    try:
+        r = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"{cc} failed on {SOURCE.name} ({r.returncode}): {(r.stderr or r.stdout)[-400:]}")
+        os.replace(tmp, out)  # atomic: another process never loads a half-written library
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _load() -> None:
+    if os.environ.get("FPQVAR_NATIVE", "1") == "0":
+        _state["why"] = "turned off (FPQVAR_NATIVE=0)"
+        return
+    cc = compiler()
+    if cc is None:
+        _state["why"] = "no C compiler ($CC, cc, gcc or clang) on the PATH"
+        return
+    try:
+        lib = ctypes.CDLL(str(_build(cc)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        _state["why"] = f"build or load failed: {type(e).__name__}: {e}"[:500]
+        return
+    P, I64, I, F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+    lib.fq_quantize.argtypes = [P, I64, I64, I64, I, I, I, F, I, P, P, P, P]
+    lib.fq_quantize.restype = I
+    lib.fq_quantize_dfq.argtypes = [P, I64, I64, I64, I, F, I, I, I, F, I, P, P, P, P]
+    lib.fq_quantize_dfq.restype = I
+    lib.fq_accumulate.argtypes = [P, P, P, P, P, I64, I64, I64, I64, P]
+    lib.fq_accumulate.restype = None
+    _state["lib"] = lib
+
+
+def library():
+    """The loaded library (built on first call), or ``None`` (then :func:`unavailable` says why)."""
+    if "lib" not in _state and "why" not in _state:
+        with _lock:
+            if "lib" not in _state and "why" not in _state:
+                _load()
+    return _state.get("lib")
+
+
+def unavailable(device: torch.device | str | None = None) -> str | None:
+    """Why the C kernels cannot run on ``device`` (``None``: they can)."""
+    if torch.device(device if device is not None else "cpu").type != "cpu":
+        return "CPU only"
+    if library() is None:
+        return _state["why"]
+    return None
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+def _codes_out(rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
+    if dtype not in (torch.int8, torch.float32):
+        raise ValueError(f"native codes: int8 or float32, got {dtype}")
+    return torch.empty((rows, cols), dtype=dtype)
+
+
+def _check_x(x_TGS: torch.Tensor) -> None:
+    if x_TGS.dtype != torch.float32 or x_TGS.ndim != 3 or not x_TGS.is_contiguous() or x_TGS.device.type != "cpu":
+        raise ValueError(f"native quantize: x must be contiguous float32 (T, G, S) on the CPU, got {x_TGS.dtype} "
+                         f"{tuple(x_TGS.shape)} on {x_TGS.device}")
+
+
+def quantize(x_TGS: torch.Tensor, grid, ties_up: bool, dtype: torch.dtype = torch.int8):
+    """``(codes (T, G*S), s (T, G), lo, hi)`` of ``quantize_act_ranged`` with groups of ``S`` (``grid``: an
+    ``IntGrid``; codes in ``dtype``); ``None`` where the quantizer raises ``OutOfExactRange``."""
+    _check_x(x_TGS)
+    T, G, S = x_TGS.shape
+    codes = _codes_out(T, G * S, dtype)
+    s = torch.empty((T, G), dtype=torch.float32)
+    rng = torch.empty(2, dtype=torch.float32)
+    c8, c32 = (codes, None) if dtype == torch.int8 else (None, codes)
+    bad = library().fq_quantize(x_TGS.data_ptr(), T, G, S, grid.k, grid.emin, grid.mbits, grid.max_value,
+                                int(ties_up), _ptr(c8), _ptr(c32), s.data_ptr(), rng.data_ptr())
+    if bad:
+        return None
+    lo, hi = rng.tolist()
+    return codes, s, lo, hi
+
+
+def quantize_dfq(x_TGS: torch.Tensor, neg, pos, ties_up: bool, dtype: torch.dtype = torch.int8):
+    """``(codes (2T, G*S): negative half then positive half, s (2, T, G), lo, hi)`` of ``quantize_act_dfq_ranged``
+    with groups of ``S``; ``None`` where it raises ``OutOfExactRange``."""
+    _check_x(x_TGS)
+    T, G, S = x_TGS.shape
+    codes = _codes_out(2 * T, G * S, dtype)
+    s = torch.empty((2, T, G), dtype=torch.float32)
+    rng = torch.empty(2, dtype=torch.float32)
+    c8, c32 = (codes, None) if dtype == torch.int8 else (None, codes)
+    bad = library().fq_quantize_dfq(x_TGS.data_ptr(), T, G, S, neg.k, neg.max_value, pos.k, pos.emin, pos.mbits,
+                                    pos.max_value, int(ties_up), _ptr(c8), _ptr(c32), s.data_ptr(), rng.data_ptr())
+    if bad:
+        return None
+    lo, hi = rng.tolist()
+    return codes, s, lo, hi
+
+
+def accumulate(s_PTG: torch.Tensor, sw_GPO: torch.Tensor, d_GRO: torch.Tensor, bias_O: torch.Tensor | None
+               ) -> torch.Tensor:
+    """``(T, O)`` float32: ``accumulate_products`` of the scales ``s_PTG``, the weight scales ``sw_GPO`` (times
+    the unit) and the exact dot products ``d_GRO`` (``R = P * T`` rows, int32 or float32), then ``+ bias_O``."""
+    P, T, G = s_PTG.shape
+    O = sw_GPO.shape[-1]
+    for name, t, dt in (("s", s_PTG, (torch.float32,)), ("sw", sw_GPO, (torch.float32,)),
+                        ("d", d_GRO, (torch.int32, torch.float32))):
+        if t.dtype not in dt or not t.is_contiguous() or t.device.type != "cpu":
+            raise ValueError(f"native accumulate: {name} must be contiguous {dt} on the CPU, got {t.dtype}")
+    if sw_GPO.shape != (G, P, O) or d_GRO.shape != (G, P * T, O):
+        raise ValueError(f"native accumulate: shapes s {tuple(s_PTG.shape)}, sw {tuple(sw_GPO.shape)}, "
+                         f"d {tuple(d_GRO.shape)} do not match (P, T, G), (G, P, O), (G, P*T, O)")
+    if bias_O is not None and (bias_O.dtype != torch.float32 or bias_O.shape != (O,) or not bias_O.is_contiguous()):
+        raise ValueError(f"native accumulate: bias must be contiguous float32 ({O},), got {bias_O.dtype} "
+                         f"{tuple(bias_O.shape)}")
+    y = torch.empty((T, O), dtype=torch.float32)
+    is32 = d_GRO.dtype == torch.int32
+    library().fq_accumulate(s_PTG.data_ptr(), sw_GPO.data_ptr(), d_GRO.data_ptr() if is32 else None,
+                            None if is32 else d_GRO.data_ptr(), _ptr(bias_O), G, P, T, O, y.data_ptr())
+    return y
