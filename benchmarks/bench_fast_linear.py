@@ -6,7 +6,8 @@ Layers of var-d16 (C = 1024) and var-d30 (C = 1920) as fpqvar-w4a4 quantizes the
 ``nn.Linear``; W4A4 with the GEMM the kernel selector chose (``auto``), and with each candidate forced (``int8``:
 ``torch._int_mm``; ``float32``: integer-valued float32 operands; ``u8s8``: oneDNN's quantized linear on the codes
 plus 128 as uint8), and ``general``: the selected GEMM with the few-row path (``fpqvar.quant.fast_lean``) switched
-off, which shows what that path saves. All W4A4 columns give the same bits
+off, which shows what that path saves; ``torchops``: the selected GEMM with the PyTorch ops instead of the C kernels
+(``fpqvar.kernels.native``, selector operations ``lean`` and ``int_sums``). All W4A4 columns give the same bits
 (tests/quant/test_fast.py). The W4A4 time is the whole layer: rotation, activation quantization, GEMMs, scales and
 accumulation. Each contender runs once per round, in turn, ``--rounds`` times; the best time is kept; the default
 clock is the process CPU time (the machine is shared; ``--clock wall`` for wall-clock).
@@ -42,6 +43,7 @@ PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 FP4 = QuantSpec("e2m1", "group", 128)
 DFQ4 = QuantSpec("e2m1", "group", 128, dfq="fp4")
 GEMMS = ("auto", "int8", "float32", "u8s8")
+EXTRA = ("general", "torchops")
 
 
 def _layers(C: int, seed: int):
@@ -82,6 +84,13 @@ def _w4a4(q, x, gemm):
                 return q(x)
 
         return general
+    if gemm == "torchops":  # the selected GEMM, the quantizer and the sums by PyTorch ops (no C kernels)
+
+        def torchops():
+            with kernels.override(lean="torch", int_sums="torch"):
+                return q(x)
+
+        return torchops
 
     def run():
         with kernels.override(int_gemm=gemm):
@@ -98,7 +107,7 @@ def measure(args) -> None:
     c = kernels.choice("int_gemm:16")  # FP4 / DFQ-FP4 codes: |n| <= 12
     print(f"int_gemm:16 selector: chose {c.name}; full-size ms {({k: round(v, 3) for k, v in c.times_ms.items()})}; "
           f"dropped {c.dropped or 'none'}; best of {args.rounds}, clock {args.clock}")
-    cols = ("fp32",) + tuple(f"w4a4-{g}" for g in GEMMS + ("general",))
+    cols = ("fp32",) + tuple(f"w4a4-{g}" for g in GEMMS + EXTRA)
     grand = dict.fromkeys(cols, 0.0)
     worst = 0.0
     for model in args.models.split(","):
@@ -111,7 +120,7 @@ def measure(args) -> None:
             for name, (lin, q) in layers.items():
                 for T in tokens:
                     x = torch.randn(T, lin.in_features, generator=torch.Generator().manual_seed(T))
-                    fns = {"fp32": lambda: lin(x), **{f"w4a4-{g}": _w4a4(q, x, g) for g in GEMMS + ("general",)}}
+                    fns = {"fp32": lambda: lin(x), **{f"w4a4-{g}": _w4a4(q, x, g) for g in GEMMS + EXTRA}}
                     for f in fns.values():  # warm-up (plan build, weight decode, allocator)
                         f()
                     t = _best_times(fns, args.rounds, clock)
@@ -128,6 +137,7 @@ def measure(args) -> None:
     print(f"\nTOTAL w4a4-auto/fp32 = {grand['w4a4-auto'] / grand['fp32']:.2f}x (target <= 1.0x); "
           + ", ".join(f"{k}/fp32 = {grand[k] / grand['fp32']:.2f}x" for k in cols[2:])
           + f"; worst single row w4a4-auto/fp32 = {worst:.2f}x (target <= 1.3x)")
+    print(f"kernels: {kernels.summary_line()}")
     print(header())
 
 

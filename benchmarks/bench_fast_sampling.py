@@ -8,7 +8,8 @@ at qkv / fc1, DFQ at the fc2 input, E2M1 per group of 128 everywhere. GALT is le
 into AdaLN offline (zero run-time cost) and needs calibration data; so is the KV cache (not in fpqvar-w4a4).
 Each configuration samples ``--rounds`` times in turn; best time kept (process CPU time by default: the machine
 is shared; ``--clock wall`` for wall-clock). Also printed: the W4A4 model with each integer GEMM forced, with the
-few-row path (``fpqvar.quant.fast_lean``) off (``-general``), the
+few-row path (``fpqvar.quant.fast_lean``) off (``-general``), with the PyTorch ops instead of the C kernels
+(``-torchops``: selector operations ``lean`` and ``int_sums``), the
 reference backend (fake quantization + float GEMM), how many sampled tokens the fast and reference backends
 share, and the kernels the selector chose. ``--isa-caps both`` (default) repeats everything in a child process
 with oneDNN / MKL / ATen capped at AVX2 (benchmarks/_isa.py).
@@ -84,7 +85,7 @@ def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype, clock) 
     q = copy.deepcopy(var)
     quantize_(q, _w4a4_runtime_recipe(), progress=False, report=False)
     keys = ("float", f"w4a4-{backend}", f"w4a4-{backend}-int8", f"w4a4-{backend}-float32", f"w4a4-{backend}-general",
-            "w4a4-reference")
+            f"w4a4-{backend}-torchops", "w4a4-reference")
     best = dict.fromkeys(keys, float("inf"))
     toks = {}
     set_backend(q, backend)
@@ -98,8 +99,10 @@ def _bench(name: str, var, batch: int, rounds: int, backend: str, dtype, clock) 
             parts = key.split("-")
             set_backend(q, parts[1])
             general = parts[-1] == "general"  # the few-row path off: what it saves
-            with kernels.override(int_gemm=parts[2] if parts[2:] and not general else "auto"), \
-                    (FL.disabled() if general else contextlib.nullcontext()):
+            torchops = parts[-1] == "torchops"  # the PyTorch ops instead of the C kernels: what those save
+            gemm = parts[2] if parts[2:] and not (general or torchops) else "auto"
+            ops = {"lean": "torch", "int_sums": "torch"} if torchops else {}
+            with kernels.override(int_gemm=gemm, **ops), (FL.disabled() if general else contextlib.nullcontext()):
                 t, toks[key] = _time(q, batch, dtype, clock)
             best[key] = min(best[key], t)
     fast, ref = toks["w4a4-" + backend], toks["w4a4-reference"]

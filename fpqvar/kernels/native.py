@@ -31,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["unavailable", "compiler", "library", "quantize", "quantize_dfq", "accumulate", "FLAGS"]
+__all__ = ["unavailable", "compiler", "library", "quantize", "quantize_dfq", "accumulate", "accumulate_block",
+           "FLAGS"]
 
 SOURCE = Path(__file__).with_name("native_lean.c")
 FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
@@ -105,6 +106,8 @@ def _load() -> None:
     lib.fq_quantize_dfq.restype = I
     lib.fq_accumulate.argtypes = [P, P, P, P, P, I64, I64, I64, I64, P]
     lib.fq_accumulate.restype = None
+    lib.fq_accumulate_block.argtypes = [P, I64, I64, I64, I64, I64, I64, P, I64, I64, P, P, I, P]
+    lib.fq_accumulate_block.restype = None
     _state["lib"] = lib
 
 
@@ -197,3 +200,25 @@ def accumulate(s_PTG: torch.Tensor, sw_GPO: torch.Tensor, d_GRO: torch.Tensor, b
     library().fq_accumulate(s_PTG.data_ptr(), sw_GPO.data_ptr(), d_GRO.data_ptr() if is32 else None,
                             None if is32 else d_GRO.data_ptr(), _ptr(bias_O), G, P, T, O, y.data_ptr())
     return y
+
+
+def accumulate_block(s_PTG: torch.Tensor, sw_GPO: torch.Tensor, d_gRO: torch.Tensor, t0: int, g0: int, add: bool,
+                     y_rO: torch.Tensor) -> None:
+    """In place: ``y_rO`` (the rows ``t0 .. t0 + r`` of the output) plus, or set to (``add=False``), the datapath's
+    sum of the segments ``g0 .. g0 + gn``: ``accumulate_products`` of ``s_PTG[:, rows, segments]``, ``sw_GPO`` and
+    the exact dot products ``d_gRO`` (``(gn, P * r, O)``, int32 or float32)."""
+    P, T, G = s_PTG.shape
+    gn, R, O = d_gRO.shape
+    r = y_rO.shape[0]
+    for name, t, dt in (("s", s_PTG, (torch.float32,)), ("sw", sw_GPO, (torch.float32,)),
+                        ("d", d_gRO, (torch.int32, torch.float32)), ("y", y_rO, (torch.float32,))):
+        if t.dtype not in dt or not t.is_contiguous() or t.device.type != "cpu":
+            raise ValueError(f"native accumulate_block: {name} must be contiguous {dt} on the CPU, got {t.dtype}")
+    if (sw_GPO.shape != (G, P, O) or R != P * r or y_rO.shape != (r, O) or not (0 <= t0 and t0 + r <= T)
+            or not (0 <= g0 and g0 + gn <= G)):
+        raise ValueError(f"native accumulate_block: shapes s {tuple(s_PTG.shape)}, sw {tuple(sw_GPO.shape)}, "
+                         f"d {tuple(d_gRO.shape)}, y {tuple(y_rO.shape)} at rows {t0}.. segments {g0}.. do not match")
+    is32 = d_gRO.dtype == torch.int32
+    library().fq_accumulate_block(s_PTG.data_ptr(), T, G, t0, r, g0, gn, sw_GPO.data_ptr(), P, O,
+                                  d_gRO.data_ptr() if is32 else None, None if is32 else d_gRO.data_ptr(), int(add),
+                                  y_rO.data_ptr())

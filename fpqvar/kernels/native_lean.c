@@ -207,25 +207,37 @@ static void term_f32(float *restrict y, float sxv, const float *restrict sw, con
         for (int64_t o = 0; o < O; o++) y[o] = y[o] + (sxv * sw[o]) * d[o];
 }
 
-/* accumulate_products (+ the bias): y[t, o] = sum over (g, p) in that order of fl32(fl32(sx * sw) * D), each sum
-   rounded to float32, then fl32(y + b). sx: (P, T, G); sw: (G, P, O); D: (G, P * T, O), int32 (d32, converted
-   once, round to nearest even beyond 2**24) or float32 (df); b: (O) or NULL; y: (T, O). */
-void fq_accumulate(const float *sx, const float *sw, const int32_t *d32, const float *df, const float *b, int64_t G,
-                   int64_t P, int64_t T, int64_t O, float *y) {
-    for (int64_t t = 0; t < T; t++) {
+/* accumulate_products over a block: for the r rows t0 .. t0 + r and the segments g0 .. g0 + gn,
+   y[t, o] (+)= sum over (g, p) in that order of fl32(fl32(sx * sw) * D), each sum rounded to float32.
+   sx: (P, T_all, G_all) scales; sw: (G_all, P, O); D: (gn, P * r, O), int32 (d32, converted once, round to nearest
+   even beyond 2**24) or float32 (df); y: (r, O). add: y holds the earlier segments' sum (every term is added to it);
+   else the first term is assigned. */
+void fq_accumulate_block(const float *sx, int64_t T_all, int64_t G_all, int64_t t0, int64_t r, int64_t g0,
+                         int64_t gn, const float *sw, int64_t P, int64_t O, const int32_t *d32, const float *df,
+                         int add, float *y) {
+    for (int64_t t = 0; t < r; t++) {
         float *yr = y + t * O;
-        for (int64_t g = 0; g < G; g++) {
+        for (int64_t g = 0; g < gn; g++) {
             for (int64_t p = 0; p < P; p++) {
-                const float sxv = sx[(p * T + t) * G + g];
-                const int64_t off = (g * P * T + p * T + t) * O;
-                const int first = g == 0 && p == 0;
+                const float sxv = sx[(p * T_all + t0 + t) * G_all + g0 + g];
+                const float *swr = sw + ((g0 + g) * P + p) * O;
+                const int64_t off = (g * P * r + p * r + t) * O;
+                const int first = !add && g == 0 && p == 0;
                 if (d32)
-                    term_i32(yr, sxv, sw + (g * P + p) * O, d32 + off, O, first);
+                    term_i32(yr, sxv, swr, d32 + off, O, first);
                 else
-                    term_f32(yr, sxv, sw + (g * P + p) * O, df + off, O, first);
+                    term_f32(yr, sxv, swr, df + off, O, first);
             }
         }
-        if (b)
-            for (int64_t o = 0; o < O; o++) yr[o] = yr[o] + b[o];
     }
+}
+
+/* The few-row path's whole accumulation (+ the bias): fq_accumulate_block over all rows and segments, then
+   fl32(y + b). sx: (P, T, G); b: (O) or NULL; y: (T, O). */
+void fq_accumulate(const float *sx, const float *sw, const int32_t *d32, const float *df, const float *b, int64_t G,
+                   int64_t P, int64_t T, int64_t O, float *y) {
+    fq_accumulate_block(sx, T, G, 0, T, 0, G, sw, P, O, d32, df, 0, y);
+    if (b)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t o = 0; o < O; o++) y[t * O + o] = y[t * O + o] + b[o];
 }

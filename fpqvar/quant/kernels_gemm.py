@@ -48,6 +48,7 @@ import torch
 
 from fpqvar import kernels
 from fpqvar.kernels import int_gemm as IG
+from fpqvar.kernels import native
 from fpqvar.kernels.select import Candidate, Operation
 from fpqvar.quant import kernels_pack as KP
 
@@ -214,13 +215,14 @@ def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols
 
 
 def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: bool | None = None,
-               impl: str | None = None) -> torch.Tensor:
+               impl: str | None = None, sums: str | None = None) -> torch.Tensor:
     """``y_TO`` (float32) of the datapath: exact segment dot products, then scales and sums in its order.
 
     ``parts``: ordered partial operands ``(n_TI int8, s_TG float32 per segment, unit)``, one for a plain
     layer, two for DFQ (negative half first); ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by
     :func:`_foldable`. ``impl``: the integer GEMM (``"int8"`` / ``"float32"`` / ``"u8s8"``; ``None``:
-    :func:`gemm_impl`).
+    :func:`gemm_impl`). ``sums``: how the scales and sums run where the unit folds on CPU (``"torch"`` ops or the
+    ``"native"`` C loop of :mod:`fpqvar.kernels.native`; ``None``: the selector's operation ``int_sums``).
     """
     T = parts[0][0].shape[0]
     O = w.w_IO.shape[1]
@@ -231,11 +233,15 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
         fold_unit = _foldable(parts, w)
     impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
-    if (fold_unit and len(parts) * T <= BMM_MAX_ROWS and (impl != "float32" or w.seg <= w.k_chunk())
-            and w.w_IO.device.type == "cpu"):
-        y = _linear_bmm(parts, w, impl)
+    cpu = w.w_IO.device.type == "cpu"
+    nat = None
+    if fold_unit and cpu and (sums or kernels.choose(SUMS_OP, w.w_IO.device)) == "native":
+        units = tuple(unit for _, _, unit in parts)
+        nat = (torch.stack([s for _, s, _ in parts]), w.scaled_stack(units).view(w.G, len(parts), O))
+    if fold_unit and len(parts) * T <= BMM_MAX_ROWS and (impl != "float32" or w.seg <= w.k_chunk()) and cpu:
+        y = _linear_bmm(parts, w, impl, nat)
     else:
-        y = _linear_loop(parts, w, fold_unit, impl)
+        y = _linear_loop(parts, w, fold_unit, impl, nat)
     if bias is not None:
         y.add_(bias)  # fl32(acc + b): bias last
     return y
@@ -244,13 +250,14 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
 _int_mm = IG.int_mm  # int8 x int8 -> int32 (CUDA: pads M <= 16)
 
 
-def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.Tensor:
+def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str, nat=None) -> torch.Tensor:
     """Segment by segment, over row chunks that keep the (rows, O) accumulator in cache.
 
     The parts (DFQ: negative and positive halves) of a row chunk are stacked along the rows, so each segment is
     one GEMM that reads the weight once; with the float32 GEMM, two parts are packed into one operand where a bound
     proves it exact (:mod:`fpqvar.quant.kernels_pack`), one GEMM of the float model's size. The partials are still
-    added in the datapath's order (negative first)."""
+    added in the datapath's order (negative first). ``nat``: ``(s_PTG, sw_GPO)``, the scales and sums of each
+    segment by the C loop (``native.accumulate_block``, one pass instead of three ops per part)."""
     T = parts[0][0].shape[0]
     P = len(parts)
     O, seg, dev = w.w_IO.shape[1], w.seg, w.w_IO.device
@@ -291,6 +298,10 @@ def _linear_loop(parts, w: PreparedWeight, fold_unit: bool, impl: str) -> torch.
                 # (u8s8 returns a fresh tensor: no copy into df)
                 dseg = segment_dot(impl, a, w, slice(None), cols, out=None if impl == "u8s8" else df,
                                    scratch_i32=dd)
+            if nat is not None:
+                native.accumulate_block(*nat, dseg.view(1, P * r, O), t0, g, not first, acc)
+                first = False
+                continue
             for i, ((_, s, unit), sw) in enumerate(zip(parts, sws)):
                 d_i = dseg[i * r : (i + 1) * r]
                 if not fold_unit:
@@ -381,7 +392,7 @@ def int8_block_products(a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int,
     return d32 if as_int32 else d32.to(torch.float32)
 
 
-def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32") -> torch.Tensor:
+def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32", nat=None) -> torch.Tensor:
     """Few rows: the (segment, part) dot products of a block of segments at once, then one scale-and-accumulate
     over the block (a handful of ops instead of four per segment and part, which dominate at few rows), while a
     block's products stay in cache (``BMM_BLOCK_ELEMS``).
@@ -416,7 +427,12 @@ def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32") -> torch.Tensor
             KP.decode_(y, M_GT1[gs], invM_GT1[gs], d[:, 0], d[:, 1])
         else:
             d = IG.batched_gemm_to_f32("float32", a_GRS[gs], w_GSO[gs], k_chunk=w.k_chunk()).view(-1, P, T, O)
-        acc = _scale_accumulate(parts, w, d, g0, acc)
+        if nat is None:
+            acc = _scale_accumulate(parts, w, d, g0, acc)
+            continue
+        if acc is None:
+            acc = torch.empty((T, O), dtype=torch.float32, device=d.device)
+        native.accumulate_block(*nat, d.reshape(-1, P * T, O), 0, g0, g0 > 0, acc)
     return acc
 
 
@@ -446,8 +462,8 @@ def _bench_layer(impl: str, bound: int):
                 s = torch.rand((T, I // seg), generator=g) + 0.5
                 calls.append((pw, [(n.to(device), s.to(device), 2.0**-2)]))
 
-        def run():
-            return [linear_int(parts, pw, None, impl=impl) for pw, parts in calls]
+        def run():  # the PyTorch sums: the GEMMs ranked on their own (and no cycle with int_sums' measurement)
+            return [linear_int(parts, pw, None, impl=impl, sums="torch") for pw, parts in calls]
 
         return run
 
@@ -458,6 +474,36 @@ def _unavailable(impl: str):
     return lambda device: IG.unavailable(impl, device)
 
 
+SUMS_OP = "int_sums"
+# Each GEMM candidate is timed for at least this long (about 5 rounds of its ~10 ms benchmark): with 3 rounds the
+# choice between u8s8 and float32 under the AVX2 caps flipped from run to run on the shared dev machine (stop 23).
+BASE_MIN_SECONDS = 0.05
+
+
+def _bench_sums(name: str):
+    """:func:`linear_int` with the scales and sums by ``name`` and the integer GEMM chosen for FP4 codes: a 512 ->
+    2048 layer at 256 rows (the segment loop) and a DFQ one at 32 rows (the few-row batched strategy)."""
+
+    def bench(device: torch.device, size: str):
+        impl = gemm_impl(device, max_abs=16)  # (whose own measurement runs with sums="torch": no cycle)
+        g = torch.Generator().manual_seed(0)
+        T = 3 if size == "probe" else 256
+        calls = []
+        for P, rows in ((1, T), (2, min(T, 32))):
+            w = torch.randint(-12, 13, (512, 2048), generator=g, dtype=torch.int8)
+            pw = PreparedWeight(w.to(device), (torch.rand((2048, 4), generator=g) + 0.5).to(device), 128)
+            parts = [((torch.randint(-12, 13, (rows, 512), generator=g, dtype=torch.int8) * sign).to(device),
+                      (torch.rand((rows, 4), generator=g) + 0.5).to(device), 2.0**-2) for sign in (-1, 1)[2 - P:]]
+            calls.append((pw, parts))
+
+        def run():
+            return [linear_int(parts, pw, None, impl=impl, sums=name) for pw, parts in calls]
+
+        return run
+
+    return bench
+
+
 def _register() -> None:
     for b in IG.BOUND_CLASSES:
         kernels.SELECTOR.register(Operation(IG.op_name(b), f"exact integer GEMM of the fast path, |operands| <= {b}", (
@@ -466,7 +512,12 @@ def _register() -> None:
             Candidate("int8", "torch._int_mm int8 x int8 -> int32", _bench_layer("int8", b), _unavailable("int8")),
             Candidate("u8s8", "oneDNN quantized linear, uint8 (codes + 128) x int8 -> int32", _bench_layer("u8s8", b),
                       _unavailable("u8s8")),
-        ), exact=True, margin=1.05))
+        ), exact=True, margin=1.05, min_seconds=BASE_MIN_SECONDS))
+    kernels.SELECTOR.register(Operation(SUMS_OP, "the exact path's per-segment scales and sums, datapath order", (
+        Candidate("torch", "PyTorch ops (three per segment and part)", _bench_sums("torch")),
+        Candidate("native", "compiled C, one pass per segment (fpqvar.kernels.native)", _bench_sums("native"),
+                  native.unavailable),
+    ), exact=True, margin=1.05))
 
 
 _register()

@@ -192,3 +192,26 @@ def test_the_selector_keeps_the_pytorch_ops_where_native_is_missing(monkeypatch)
     else:
         assert c.name == "torch" and c.dropped["native"] == native.unavailable()
     kernels.reset()
+
+
+@needs_native
+@pytest.mark.parametrize("P,G,T,O", [(1, 4, 6, 40), (2, 5, 3, 24)])
+@pytest.mark.parametrize("d_dtype", [torch.int32, torch.float32])
+def test_accumulate_block_adds_row_chunks_and_segment_blocks_in_order(P, G, T, O, d_dtype):
+    """Rows 1 .. T-1 in two chunks, segments in blocks of 2 (the segment loop's and the batched strategy's calls):
+    the same words as accumulate_products over everything."""
+    g = torch.Generator().manual_seed(P * 7 + G)
+    s = torch.rand(P, T, G, generator=g) * 2.0 ** torch.randint(-10, 10, (P, T, G), generator=g)
+    sw = torch.rand(G, P, O, generator=g) * 2.0 ** torch.randint(-10, 5, (G, P, O), generator=g)
+    d32 = torch.randint(-(2**26), 2**26, (G, P, T, O), generator=g, dtype=torch.int32)
+    ref = KG.accumulate_products(s.permute(2, 0, 1).unsqueeze(-1), sw.unsqueeze(2), d32.to(torch.float32))
+    y = torch.full((T, O), float("nan"))
+    for t0, t1 in ((1, 3), (3, T)):
+        for g0 in range(0, G, 2):
+            g1 = min(G, g0 + 2)
+            d = d32[g0:g1, :, t0:t1].reshape(g1 - g0, P * (t1 - t0), O).contiguous()
+            native.accumulate_block(s, sw, d if d_dtype == torch.int32 else d.float(), t0, g0, g0 > 0, y[t0:t1])
+    assert torch.isnan(y[0]).all()  # row 0 untouched
+    assert np.array_equal(_words(y[1:]), _words(ref[1:]))
+    with pytest.raises(ValueError, match="do not match"):
+        native.accumulate_block(s, sw, d32[:1, :, :2].reshape(1, 2 * P, O).contiguous(), T - 1, 0, False, y[:2])

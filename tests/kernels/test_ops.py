@@ -72,13 +72,16 @@ def test_fast_path_selects_the_gemm_of_its_operand_class(monkeypatch):
         kernels.reset()
         q(x)
         ops = [c["op"] for c in kernels.selection_report()["choices"] if c["op"].startswith("int_gemm")]
-        assert [o for o in ops if "@" not in o] == [op]
+        base_ops = {o for o in ops if "@" not in o}
+        # (int_gemm:16 may also come from the measurement of int_sums, which runs FP4 codes)
+        assert op in base_ops and base_ops <= {op, "int_gemm:16"}
         assert all(o.startswith(op + "@") for o in ops if "@" in o)  # its per-shape refinement, if any
         monkeypatch.setenv("FPQVAR_KERNELS", "int_gemm=float32")
         kernels.reset()
         q(x)
-        (c,) = [c for c in kernels.selection_report()["choices"] if "@" not in c["op"] and c["op"] != "lean"]
-        assert (c["op"], c["name"], c["source"]) == (op, "float32", "explicit")
+        recs = {c["op"]: c for c in kernels.selection_report()["choices"] if c["op"].startswith("int_gemm")}
+        assert {o for o in recs if "@" not in o} <= {op, "int_gemm:16"}
+        assert (recs[op]["name"], recs[op]["source"]) == ("float32", "explicit")
         assert all(c["name"] == "float32" for c in kernels.selection_report()["choices"] if "@" in c["op"])
         monkeypatch.delenv("FPQVAR_KERNELS")
 
@@ -165,6 +168,7 @@ def test_selection_report_and_summary_are_json():
 
     kernels.choose("int_gemm:16")
     r = kernels.selection_report()
-    assert [c["op"] for c in r["choices"]] == ["int_gemm:16"] and "cpu_capability" in r
+    # (its benchmark runs the fast path, which decides the scales-and-sums operation int_sums too)
+    assert [c["op"] for c in r["choices"] if c["op"] != "int_sums"] == ["int_gemm:16"] and "cpu_capability" in r
     json.dumps(r)
-    assert kernels.summary_line().startswith("int_gemm:16=")
+    assert "int_gemm:16=" in kernels.summary_line()

@@ -37,7 +37,19 @@ def gemm_impl(request):
         yield request.param
 
 
+@pytest.fixture(autouse=True, params=["torch", "native"])
+def sums_impl(request):
+    """Every test of this file with the scales and sums by PyTorch ops and by the C loop (operation int_sums)."""
+    from fpqvar.kernels import native
+
+    if request.param == "native" and native.unavailable() is not None:
+        pytest.skip(f"native: {native.unavailable()}")
+    with kernels.override(int_sums=request.param):
+        yield request.param
+
+
 def test_the_requested_gemm_runs(gemm_impl, monkeypatch):
+    kernels.choose(KG.SUMS_OP)  # decided first: its measurement runs GEMMs of its own
     used = []
     orig = IG.gemm_to_f32
     monkeypatch.setattr(IG, "gemm_to_f32", lambda impl, *a, **k: used.append(impl) or orig(impl, *a, **k))
