@@ -77,11 +77,12 @@ def test_quantize_dfq_equals_the_reference(variant, rounding, T, G, S):
 
 
 @needs_native
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e-39])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e-39, 6 * 1.5 * 2.0**-126])
 @pytest.mark.parametrize("dfq", [False, True])
 def test_out_of_exact_range_is_refused_like_the_reference(bad, dfq):
     x = torch.randn(2, 2, 128, generator=torch.Generator().manual_seed(0))
-    if bad == 1e-39:  # a whole group tiny: its scale's divisor is not a normal float32
+    if bad < 1e-30:  # a whole group tiny: its scale's divisor s * 2**-k is not a normal float32 (the second value:
+        # s = 1.5 * 2**-126 is normal, s / 2 for E2M1's k = 1 is not)
         x[1, 1] = 0.0
         x[1, 1, 3] = bad
     else:
