@@ -216,3 +216,12 @@ def test_accumulate_block_adds_row_chunks_and_segment_blocks_in_order(P, G, T, O
     assert np.array_equal(_words(y[1:]), _words(ref[1:]))
     with pytest.raises(ValueError, match="do not match"):
         native.accumulate_block(s, sw, d32[:1, :, :2].reshape(1, 2 * P, O).contiguous(), T - 1, 0, False, y[:2])
+
+
+def test_an_unwritable_cache_falls_back_to_a_temporary_folder(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("FPQVAR_CACHE_DIR", str(blocker))  # <file>/native cannot be created
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    d = native._cache_dir()
+    assert d.is_dir() and d.parent == tmp_path / "tmp" and d.name.startswith("fpqvar-native-")
