@@ -12,13 +12,15 @@ operation stays well under a second on a 2-core CPU. Inputs come from a fixed-se
 | ``ght`` | matmul, fwht | no (margin 1.5) | the online GHT rotation (``OnlineRotation``) |
 | ``threads`` | 1, affinity count (and half of it) | -- (margin 1.15) | the CLI's default torch thread count |
 | ``lean`` | torch, native (a C compiler) | yes (probe-verified) | the exact few-row path's quantizer and sums |
+| ``int_sums`` | torch, native (a C compiler) | yes (probe-verified) | the exact general path's per-segment sums |
 
-``int_gemm`` is registered by :mod:`fpqvar.quant.kernels_gemm` (its benchmark runs the fast path's real
-accumulation loop, whose chunking and strategies decide how fast each GEMM is in practice); its baseline is float32
-because it runs everywhere (CPU, CUDA); int8 (``torch._int_mm``) and u8s8 (oneDNN's quantized linear, the one
-that is fast on AVX2-only CPUs) must measure faster, and give the same bits on the probe at the operand bound of
-its class (``kernels.int_gemm.BOUND_CLASSES``), to be used. ``lean`` is registered by :mod:`fpqvar.quant.fast_lean`:
-its ``native`` candidate is the C code of :mod:`fpqvar.kernels.native`, built at first use where a compiler is.
+``int_gemm`` and ``int_sums`` are registered by :mod:`fpqvar.quant.kernels_gemm_ops` (their benchmarks run the fast
+path's real accumulation loop, whose chunking and strategies decide how fast each GEMM is in practice); the GEMM's
+baseline is float32 because it runs everywhere (CPU, CUDA); int8 (``torch._int_mm``) and u8s8 (oneDNN's quantized
+linear, the one that is fast on AVX2-only CPUs) must measure faster, and give the same bits on the probe at the
+operand bound of its class (``kernels.int_gemm.BOUND_CLASSES``), to be used. ``lean`` is registered by
+:mod:`fpqvar.quant.fast_lean`. The ``native`` candidates are the C code of :mod:`fpqvar.kernels.native`, built at
+first use where a compiler is.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The exact fast path's integer GEMM chosen per layer shape, by measurement on the first call's own operands.
 
 Why: the operations ``int_gemm:<bound>`` are measured once on a representative layer (512 -> 2048 at 2, 32 and 256
-rows, :func:`fpqvar.quant.kernels_gemm._bench_layer`), but which GEMM is faster depends on the shape. Under AVX2
+rows, :func:`fpqvar.quant.kernels_gemm_ops._bench_layer`), but which GEMM is faster depends on the shape. Under AVX2
 caps on the dev CPU u8s8 wins that layer, while float32 wins the default model's 256-wide layers at a few rows
 (README, benchmarks section). So at the first call of each (weight shape, parts, row bucket), the candidates that
 survived the base operation's measurement (its exactness probe included) are timed on that call's own operands (at
