@@ -7,9 +7,10 @@ it builds in a fraction of a second with ``cc``, needs neither torch's C++ heade
 
 Availability: a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang`` on the ``PATH``), CPU tensors, and a
 successful build. Where any is missing, :func:`unavailable` says why, and the kernel selector keeps the PyTorch
-ops (operation ``lean``, ``fpqvar.quant.fast_lean``). ``FPQVAR_NATIVE=0`` turns it off. The shared library is
-cached under ``$FPQVAR_CACHE_DIR/native`` (default ``~/.cache/fpqvar/native``; a temporary folder when that is not
-writable), named by a hash of the source, the flags and the compiler's version, written atomically.
+ops (operations ``lean``, ``fpqvar.quant.fast_lean``, and ``int_sums``, ``fpqvar.quant.kernels_gemm_ops``).
+``FPQVAR_NATIVE=0`` turns it off. The shared library is cached under ``$FPQVAR_CACHE_DIR/native`` (default
+``~/.cache/fpqvar/native``; a temporary folder when that is not writable), named by a hash of the source, the
+flags, the compiler's version and the machine type, written atomically.
 
 Flags: ``-O3 -std=c99 -ffp-contract=off`` and no ``-march``: every float operation is one IEEE float32 operation in
 the source's order (no fused multiply-add, no reassociation), the same on every x86-64 or Arm CPU; the bits are
@@ -23,8 +24,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -69,7 +72,9 @@ def _cache_dir() -> Path:
 def _build(cc: str) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     src = SOURCE.read_bytes()
-    key = hashlib.sha256(src + "\0".join(FLAGS).encode() + version.encode()).hexdigest()[:16]
+    # (the machine too: a home folder shared by an x86 and an Arm box must not hand one the other's library)
+    what = "\0".join([*FLAGS, version, platform.machine(), sys.platform])
+    key = hashlib.sha256(src + what.encode()).hexdigest()[:16]
     out = _cache_dir() / f"fpqvar_lean_{key}.so"
     if out.is_file():
         return out
