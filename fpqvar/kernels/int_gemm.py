@@ -21,7 +21,7 @@
   int16, so it is exact only while ``2 * (128 + max|a|) * max|b| < 2**15``: FP4 and FP6 codes (bound classes 16
   and 64), not |n| = 127, which the selector's probe at each bound class catches.
 
-Both return the float32 ``D`` (exact integers while ``|D| <= 2**24``, else rounded once), the form the fast path's
+All three return the float32 ``D`` (exact integers while ``|D| <= 2**24``, else rounded once), the form the fast path's
 scale-and-accumulate stage consumes (``fpqvar.quant.kernels_gemm``).
 """
 
@@ -30,7 +30,8 @@ from __future__ import annotations
 import torch
 
 __all__ = ["INT_GEMM_IMPLS", "BOUND_CLASSES", "F32_EXACT", "bound_class", "op_name", "exact_chunk", "operand_dtype",
-           "to_operand", "prepare_weight", "unavailable", "int_mm", "gemm_to_f32", "U8S8Weight"]
+           "to_operand", "prepare_weight", "unavailable", "int_mm", "gemm_to_f32", "u8s8_mm", "U8S8Weight",
+           "U8_ZERO_POINT"]
 
 INT_GEMM_IMPLS = ("int8", "float32", "u8s8")
 U8_ZERO_POINT = 128  # u8 = n + 128 = n ^ 0x80 for every int8 n

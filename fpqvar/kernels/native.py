@@ -138,50 +138,37 @@ def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
 
 
-def _codes_out(rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
-    if dtype not in (torch.int8, torch.float32):
-        raise ValueError(f"native codes: int8 or float32, got {dtype}")
-    return torch.empty((rows, cols), dtype=dtype)
-
-
-def _check_x(x_TGS: torch.Tensor) -> None:
+def _quantize(fn, x_TGS: torch.Tensor, P: int, grid_args: tuple, ties_up: bool, dtype: torch.dtype):
+    """Run the C quantizer ``fn`` (``fq_quantize`` / ``fq_quantize_dfq``) for ``P`` parts: ``(codes (P*T, G*S),
+    s (P, T, G), lo, hi)``, or ``None`` where it reports the input out of the exact range."""
     if x_TGS.dtype != torch.float32 or x_TGS.ndim != 3 or not x_TGS.is_contiguous() or x_TGS.device.type != "cpu":
         raise ValueError(f"native quantize: x must be contiguous float32 (T, G, S) on the CPU, got {x_TGS.dtype} "
                          f"{tuple(x_TGS.shape)} on {x_TGS.device}")
+    if dtype not in (torch.int8, torch.float32):
+        raise ValueError(f"native codes: int8 or float32, got {dtype}")
+    T, G, S = x_TGS.shape
+    codes = torch.empty((P * T, G * S), dtype=dtype)
+    s = torch.empty((P, T, G), dtype=torch.float32)
+    rng = torch.empty(2, dtype=torch.float32)
+    c8, c32 = (codes, None) if dtype == torch.int8 else (None, codes)
+    if fn(x_TGS.data_ptr(), T, G, S, *grid_args, int(ties_up), _ptr(c8), _ptr(c32), s.data_ptr(), rng.data_ptr()):
+        return None
+    lo, hi = rng.tolist()
+    return codes, s, lo, hi
 
 
 def quantize(x_TGS: torch.Tensor, grid, ties_up: bool, dtype: torch.dtype = torch.int8):
     """``(codes (T, G*S), s (T, G), lo, hi)`` of ``quantize_act_ranged`` with groups of ``S`` (``grid``: an
     ``IntGrid``; codes in ``dtype``); ``None`` where the quantizer raises ``OutOfExactRange``."""
-    _check_x(x_TGS)
-    T, G, S = x_TGS.shape
-    codes = _codes_out(T, G * S, dtype)
-    s = torch.empty((T, G), dtype=torch.float32)
-    rng = torch.empty(2, dtype=torch.float32)
-    c8, c32 = (codes, None) if dtype == torch.int8 else (None, codes)
-    bad = library().fq_quantize(x_TGS.data_ptr(), T, G, S, grid.k, grid.emin, grid.mbits, grid.max_value,
-                                int(ties_up), _ptr(c8), _ptr(c32), s.data_ptr(), rng.data_ptr())
-    if bad:
-        return None
-    lo, hi = rng.tolist()
-    return codes, s, lo, hi
+    q = _quantize(library().fq_quantize, x_TGS, 1, (grid.k, grid.emin, grid.mbits, grid.max_value), ties_up, dtype)
+    return None if q is None else (q[0], q[1][0], *q[2:])
 
 
 def quantize_dfq(x_TGS: torch.Tensor, neg, pos, ties_up: bool, dtype: torch.dtype = torch.int8):
     """``(codes (2T, G*S): negative half then positive half, s (2, T, G), lo, hi)`` of ``quantize_act_dfq_ranged``
     with groups of ``S``; ``None`` where it raises ``OutOfExactRange``."""
-    _check_x(x_TGS)
-    T, G, S = x_TGS.shape
-    codes = _codes_out(2 * T, G * S, dtype)
-    s = torch.empty((2, T, G), dtype=torch.float32)
-    rng = torch.empty(2, dtype=torch.float32)
-    c8, c32 = (codes, None) if dtype == torch.int8 else (None, codes)
-    bad = library().fq_quantize_dfq(x_TGS.data_ptr(), T, G, S, neg.k, neg.max_value, pos.k, pos.emin, pos.mbits,
-                                    pos.max_value, int(ties_up), _ptr(c8), _ptr(c32), s.data_ptr(), rng.data_ptr())
-    if bad:
-        return None
-    lo, hi = rng.tolist()
-    return codes, s, lo, hi
+    return _quantize(library().fq_quantize_dfq, x_TGS, 2,
+                     (neg.k, neg.max_value, pos.k, pos.emin, pos.mbits, pos.max_value), ties_up, dtype)
 
 
 def accumulate(s_PTG: torch.Tensor, sw_GPO: torch.Tensor, d_GRO: torch.Tensor, bias_O: torch.Tensor | None

@@ -78,6 +78,21 @@ static inline void group_codes(const float *restrict x, int64_t n, float skn, fl
     }
 }
 
+/* group_codes with the rounding mode and DFQ as constants: each combination is its own vectorised loop. */
+static void chunk_codes(const float *x, int64_t n, float skn, float skp, int emin, int mbits, int ties_up, int dfq,
+                        float *r) {
+    if (dfq) {
+        if (ties_up)
+            group_codes(x, n, skn, skp, emin, mbits, 1, 1, r);
+        else
+            group_codes(x, n, skn, skp, emin, mbits, 0, 1, r);
+    } else if (ties_up) {
+        group_codes(x, n, skn, skp, emin, mbits, 1, 0, r);
+    } else {
+        group_codes(x, n, skn, skp, emin, mbits, 0, 0, r);
+    }
+}
+
 /* 0: in range; 1: a non-finite input or a scale whose divisor s * 2**-k is not normal (OutOfExactRange). */
 static int check_range(int nan, float lo, float hi, int k) {
     if (nan) return 1;
@@ -117,10 +132,7 @@ int fq_quantize(const float *x, int64_t T, int64_t G, int64_t S, int k, int emin
         const float sk = s[tg] * pk;
         for (int64_t i0 = 0; i0 < S; i0 += CHUNK) {
             const int64_t n = S - i0 < CHUNK ? S - i0 : CHUNK, j = tg * S + i0;
-            if (ties_up)
-                group_codes(x + j, n, sk, sk, emin, mbits, 1, 0, r);
-            else
-                group_codes(x + j, n, sk, sk, emin, mbits, 0, 0, r);
+            chunk_codes(x + j, n, sk, sk, emin, mbits, ties_up, 0, r);
             if (c8)
                 for (int64_t i = 0; i < n; i++) c8[j + i] = (int8_t)r[i];
             if (c32)
@@ -170,10 +182,7 @@ int fq_quantize_dfq(const float *x, int64_t T, int64_t G, int64_t S, int neg_k, 
         const float skn = s_neg[tg] * pn, skp = s_pos[tg] * pp;
         for (int64_t i0 = 0; i0 < S; i0 += CHUNK) {
             const int64_t n = S - i0 < CHUNK ? S - i0 : CHUNK, j = tg * S + i0;
-            if (ties_up)
-                group_codes(x + j, n, skn, skp, pos_emin, pos_mbits, 1, 1, r);
-            else
-                group_codes(x + j, n, skn, skp, pos_emin, pos_mbits, 0, 1, r);
+            chunk_codes(x + j, n, skn, skp, pos_emin, pos_mbits, ties_up, 1, r);
             if (c8)
                 for (int64_t i = 0; i < n; i++) {
                     c8[j + i] = (int8_t)(r[i] < 0.0f ? r[i] : 0.0f);

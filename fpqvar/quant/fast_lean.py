@@ -77,12 +77,9 @@ class Lean:
     units: tuple[float, ...]  # per part: 2**-(k_x + k_w)
     rounding: str
     sw_GP1O: torch.Tensor  # s_w * unit per part (exact: powers of two), (G, P, 1, O)
+    sw_GPO: torch.Tensor  # the same as (G, P, O), for the C sums
     bias: torch.Tensor | None
     max_abs: int
-
-    @property
-    def sw_GPO(self) -> torch.Tensor:
-        return self.sw_GP1O.view(self.sw_GP1O.shape[0], self.sw_GP1O.shape[1], -1)  # contiguous (stacked)
 
 
 def prepare(p, rounding: str) -> Lean | None:
@@ -94,7 +91,7 @@ def prepare(p, rounding: str) -> Lean | None:
     unit_w = 2.0**-p.kw
     grids = (p.act,) if p.neg is None else (p.neg, p.act)
     units = tuple(unit_w * 2.0**-g.k for g in grids)
-    return Lean(w, grids, units, rounding, w.scaled_stack(units), p.bias, p.max_abs)
+    return Lean(w, grids, units, rounding, w.scaled_stack(units), w.scaled_GPO(units), p.bias, p.max_abs)
 
 
 def _foldable(lo: float, hi: float, lean: Lean) -> bool:

@@ -14,7 +14,7 @@ the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement
 - ``"u8s8"``: oneDNN's quantized linear on ``n + 128`` (uint8) and the int8 weight prepacked per segment, int32
   accumulation (``vpmaddubsw`` on AVX2-only CPUs, where it beats float32 and ``_int_mm`` does not).
 
-Both give the same float32 ``D``. With the float32 GEMM, DFQ's two parts share one GEMM on the packed operand
+All three give the same float32 ``D``. With the float32 GEMM, DFQ's two parts share one GEMM on the packed operand
 ``p + M q`` wherever a Cauchy-Schwarz bound proves it exact (:mod:`fpqvar.quant.kernels_pack`): the float model's
 GEMM size instead of twice it. Why not bf16: the integer operands are exact in bf16 and a bf16 GEMM accumulates
 in float32, but torch 2.13 on CPU returns the result rounded to bf16 (``aten::mm.dtype`` has no CPU kernel) and a
@@ -157,6 +157,11 @@ class PreparedWeight:
             self._scaled[units] = torch.stack([self.scaled(u) for u in units], dim=1).unsqueeze(2)
         return self._scaled[units]
 
+    def scaled_GPO(self, units: tuple[float, ...]) -> torch.Tensor:
+        """:meth:`scaled_stack` as ``(G, P, O)`` (a view of the same contiguous stack), the C sums' layout."""
+        sw = self.scaled_stack(units)
+        return sw.view(sw.shape[0], sw.shape[1], sw.shape[3])
+
     def scaled(self, unit: float) -> torch.Tensor:
         """``(G, O)`` float32 ``s_w * unit`` (exact: a power of two, see :func:`_foldable`), cached per unit."""
         if unit not in self._scaled:
@@ -236,7 +241,7 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
     nat = None
     if fold_unit and cpu and (sums or kernels.choose(SUMS_OP, w.w_IO.device)) == "native":
         units = tuple(unit for _, _, unit in parts)
-        nat = (torch.stack([s for _, s, _ in parts]), w.scaled_stack(units).view(w.G, len(parts), O))
+        nat = (torch.stack([s for _, s, _ in parts]), w.scaled_GPO(units))
     if fold_unit and len(parts) * T <= BMM_MAX_ROWS and (impl != "float32" or w.seg <= w.k_chunk()) and cpu:
         y = _linear_bmm(parts, w, impl, nat)
     else:

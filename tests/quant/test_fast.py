@@ -4,6 +4,8 @@ References: the datapath model (fpqvar.hw.datapath, its quantizer hw.quantizer_i
 otherwise a numpy model written here from the datapath's documented arithmetic (FP6: one exact integer dot product,
 one float32 rounding). Every test runs once per integer-GEMM candidate of the kernel selector (int8, float32)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from fpqvar.formats import fake_quantize, get_format
 from fpqvar.hw import datapath as dp
 from fpqvar.hw.quantizer_int import quantize_groups, quantize_groups_dfq
 from fpqvar.kernels import int_gemm as IG
+from fpqvar.kernels import native
 from fpqvar.quant import fast
 from fpqvar.quant import kernels as K
 from fpqvar.quant import kernels_gemm as KG
@@ -37,15 +40,21 @@ def gemm_impl(request):
         yield request.param
 
 
+@contextlib.contextmanager
+def torch_or_native(op: str, name: str):
+    """The selector operation ``op`` (candidates torch / native) forced to ``name``; native is skipped with the
+    reason where the C kernels cannot run."""
+    if name == "native" and native.unavailable() is not None:
+        pytest.skip(f"native: {native.unavailable()}")
+    with kernels.override(**{op: name}):
+        yield name
+
+
 @pytest.fixture(autouse=True, params=["torch", "native"])
 def sums_impl(request):
     """Every test of this file with the scales and sums by PyTorch ops and by the C loop (operation int_sums)."""
-    from fpqvar.kernels import native
-
-    if request.param == "native" and native.unavailable() is not None:
-        pytest.skip(f"native: {native.unavailable()}")
-    with kernels.override(int_sums=request.param):
-        yield request.param
+    with torch_or_native("int_sums", request.param) as name:
+        yield name
 
 
 def test_the_requested_gemm_runs(gemm_impl, monkeypatch):

@@ -15,7 +15,7 @@ from fpqvar.quant import fast, fast_lean
 from fpqvar.quant.qlinear import QuantLinear
 from fpqvar.quant.spec import QuantSpec
 from fpqvar.transforms.hadamard import OnlineRotation, block_hadamard_matrix, rotate_weight_in
-from tests.quant.test_fast import _qlinear, _tie_heavy, gemm_impl  # noqa: F401 - gemm_impl: autouse, per GEMM
+from tests.quant.test_fast import _qlinear, _tie_heavy, gemm_impl, torch_or_native  # noqa: F401 - gemm_impl: autouse
 
 FP4_G = QuantSpec("e2m1", "group", 128)
 
@@ -23,13 +23,8 @@ FP4_G = QuantSpec("e2m1", "group", 128)
 @pytest.fixture(autouse=True, params=["torch", "native"])
 def lean_impl(request):
     """Every test of this file with the PyTorch ops and with the compiled C kernels (fpqvar.kernels.native)."""
-    from fpqvar import kernels
-    from fpqvar.kernels import native
-
-    if request.param == "native" and native.unavailable() is not None:
-        pytest.skip(f"native: {native.unavailable()}")
-    with kernels.override(lean=request.param):
-        yield request.param
+    with torch_or_native("lean", request.param) as name:
+        yield name
 
 
 def test_the_requested_lean_kernels_run(lean_impl, monkeypatch, lean_calls):
