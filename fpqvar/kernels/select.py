@@ -258,11 +258,14 @@ class Selector:
     @contextlib.contextmanager
     def override(self, **choices: str):
         """Within the block, ``op=name`` is used as if passed explicitly (``"auto"``: measure); ``op`` may name a
-        family (``int_gemm`` for every ``int_gemm:<bound>``)."""
+        family (``int_gemm`` for every ``int_gemm:<bound>``). The name is checked against the family's base
+        operations: a per-shape refinement (:func:`refinement`) lists only its base's surviving candidates, and a
+        choice it lacks falls back to the base choice there (``fpqvar.quant.kernels_tune``)."""
         for op, name in choices.items():
             if name != "auto":
                 for o in self.family(op):
-                    self.operation(o).candidate(name)
+                    if refined_base(o) is None:
+                        self.operation(o).candidate(name)
         self._overrides.append(dict(choices))
         try:
             yield self

@@ -226,6 +226,19 @@ def test_report_lists_every_decision(clock):
     json.dumps(r)
 
 
+def test_a_family_override_is_checked_against_its_base_operations_only(clock):
+    from fpqvar.kernels.select import refinement
+
+    base = Operation("fam:1", "", (fake("a", 10, clock), fake("b", 1, clock)))
+    shape = Operation(refinement("fam:1", "8x8"), "", (fake("a", 10, clock),))  # b did not survive for this shape
+    s = Selector({o.name: o for o in (base, shape)}, clock=clock)
+    with s.override(fam="b"):
+        assert s.choose("fam:1") == "b"
+    with pytest.raises(KernelUnavailable, match="no candidate 'c'"):
+        with s.override(fam="c"):
+            pass
+
+
 def test_operation_validation():
     c = Candidate("a", "", lambda d, s: (lambda: None))
     with pytest.raises(ValueError, match="unique"):
