@@ -3,7 +3,7 @@ one small edit of an arithmetic step (an operator, a constant, a comparison, the
 of the C kernels must fail on every one. Runs in a scratch clone (never in the working tree), each mutant with its
 own library cache, and prints which survive.
 
-    python tools/mutate_c.py [--tests tests/kernels/test_native.py tests/quant/test_fast_lean.py]
+    python tools/mutate_c.py [--tests tests/kernels/test_native.py ...]
 """
 
 from __future__ import annotations
@@ -45,12 +45,29 @@ MUTANTS = [
      "y[o] = (sxv * sw[o]) * d[o] + y[o] * 1.0000001f;"),
     ("sums: the first term added to garbage", "const int first = !add && g == 0 && p == 0;", "const int first = 0;"),
     ("bias left out", "y[t * O + o] = y[t * O + o] + b[o];", "y[t * O + o] = y[t * O + o];"),
+    ("dot, C: the last row of a block of 4 skipped", "for (; r + 4 <= R; r += 4) dot_rows_c(a + r * lda, lda, 4,",
+     "for (; r + 4 <= R; r += 4) dot_rows_c(a + r * lda, lda, 3,"),
+    ("dot, C: the row stride ignored", "s[j] += (int32_t)a[j * lda + k] * x;", "s[j] += (int32_t)a[j * 0 + k] * x;"),
+    ("dot, AVX2: the fourth row's products from the third", "(const __m256i *)(b + 3 * S + k)",
+     "(const __m256i *)(b + 2 * S + k)"),
+    ("dot, AVX2: the tail past the last 16 dropped", "for (int64_t k = S16; k < S; k++) {\n            const int32_t x = wr[k];\n            for (int j = 0; j < nr; j++) s[j] += (int32_t)b[j * S + k] * x;",
+     "for (int64_t k = S; k < S; k++) {\n            const int32_t x = wr[k];\n            for (int j = 0; j < nr; j++) s[j] += (int32_t)b[j * S + k] * x;"),
+    ("dot, AVX2: the codes widened as unsigned", "_mm256_cvtepi8_epi16(_mm_loadu_si128", "_mm256_cvtepu8_epi16(_mm_loadu_si128"),
+    ("dot: the segment offset of the codes lost", "dot_segment_avx2(a + g * S, R,", "dot_segment_avx2(a, R,"),
+    ("dot, vpmaddubsw: a negative row's sum not negated", "d[j * ldd + o] = (neg[j] ? -s0[j] : s0[j]) + t0;",
+     "d[j * ldd + o] = s0[j] + t0;"),
+    ("dot, vpmaddubsw: int16 chunks twice too long", "const int64_t n32 = p2 ? 32767 / p2 : S;",
+     "const int64_t n32 = p2 ? 2 * (32767 / p2) : S;"),
+    ("dot, vpmaddubsw: a block of mixed signs taken as definite", "mixed |= lo < 0 && hi > 0;", "mixed |= 0;"),
+    ("dot, C: the segment offset of the weight lost", "dot_segment_c(a + g * S, R, lda, w + g * O * S,",
+     "dot_segment_c(a + g * S, R, lda, w,"),
 ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tests", nargs="+", default=["tests/kernels/test_native.py", "tests/quant/test_fast_lean.py"])
+    ap.add_argument("--tests", nargs="+", default=["tests/kernels/test_native.py", "tests/kernels/test_native_dot.py",
+                                                    "tests/quant/test_fast_lean.py"])
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fpqvar-mutate-c-")) / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)

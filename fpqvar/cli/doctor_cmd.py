@@ -41,6 +41,8 @@ def optional_tools() -> dict:
 
     return {
         "c_compiler": native.compiler(),  # builds the few-row path's C kernels (fpqvar.kernels.native)
+        # the instruction set of their integer dot products (the GEMM "native"), or why they cannot run
+        "native_kernels": native.unavailable() or native.ISA_NAMES[native.isa()],
         "yosys": None if yosys is None else " ".join(yosys),
         "iverilog": shutil.which("iverilog"),
         "verilator": shutil.which("verilator"),

@@ -1,7 +1,9 @@
-"""Compiled C kernels of the exact few-row path (``native_lean.c``), built at first use with the machine's C compiler.
+"""Compiled C kernels of the exact path (``native_lean.c``), built at first use with the machine's C compiler.
 
 Why our own C: at a few rows a quantized linear costs its fixed overhead, about 25 small PyTorch ops of 2 to 5 us
-each (``fpqvar.quant.fast_lean``); the quantizer and the accumulation are each one loop here. No library offers the
+each (``fpqvar.quant.fast_lean``); the quantizer and the accumulation are each one loop here. The integer dot
+products (:func:`int_dot`, the GEMM ``"native"`` of :mod:`fpqvar.kernels.int_gemm`) are one call per layer where a
+GEMM library makes one per segment, and stream one byte per weight. No library offers the
 datapath's quantizer (absmax scale per group, codes from the exact quotient). Plain C called through ``ctypes``:
 it builds in a fraction of a second with ``cc``, needs neither torch's C++ headers nor a Python extension build.
 
@@ -16,7 +18,8 @@ Flags: ``-O3 -std=c99 -ffp-contract=off`` and no ``-march``: every float operati
 the source's order (no fused multiply-add, no reassociation), the same on every x86-64 or Arm CPU; the bits are
 checked against the PyTorch reference in ``tests/kernels/test_native.py``. ``-fno-math-errno -fno-trapping-math``
 change no value (no library call sets ``errno``; no code reads the floating-point exception flags) and let the
-loops vectorise.
+loops vectorise. The integer dot products alone also have an AVX2 form (a function-level ``target("avx2")``,
+chosen at run time by :func:`isa` where the CPU has it): integer sums are exact in any instruction set and order.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["unavailable", "compiler", "library", "quantize", "quantize_dfq", "accumulate", "accumulate_block",
-           "FLAGS"]
+           "isa", "int_dot", "pack_weight", "ISA_NAMES", "FLAGS"]
 
 SOURCE = Path(__file__).with_name("native_lean.c")
 FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
@@ -113,6 +116,10 @@ def _load() -> None:
     lib.fq_accumulate.restype = None
     lib.fq_accumulate_block.argtypes = [P, I64, I64, I64, I64, I64, I64, P, I64, I64, P, P, I, P]
     lib.fq_accumulate_block.restype = None
+    lib.fq_isa.argtypes = []
+    lib.fq_isa.restype = I
+    lib.fq_int_dot.argtypes = [P, I64, I64, P, I64, I64, I64, P, I, I]
+    lib.fq_int_dot.restype = I
     _state["lib"] = lib
 
 
@@ -214,3 +221,53 @@ def accumulate_block(s_PTG: torch.Tensor, sw_GPO: torch.Tensor, d_gRO: torch.Ten
     library().fq_accumulate_block(s_PTG.data_ptr(), T, G, t0, r, g0, gn, sw_GPO.data_ptr(), P, O,
                                   d_gRO.data_ptr() if is32 else None, None if is32 else d_gRO.data_ptr(), int(add),
                                   y_rO.data_ptr())
+
+
+ISA_NAMES = {0: "portable C", 1: "AVX2"}
+MAX_DOT_SEGMENT = 1 << 17  # |a|, |w| <= 127: every int32 partial sum below 127 * 127 * 2**17 < 2**31
+
+
+def isa() -> int:
+    """The fastest instruction set :func:`int_dot` can use on this CPU (a key of :data:`ISA_NAMES`)."""
+    return library().fq_isa()
+
+
+def pack_weight(w_IO: torch.Tensor, seg: int) -> torch.Tensor:
+    """int8 weight codes ``(I, O)`` as :func:`int_dot`'s operand ``(G, O, seg)``: each segment's columns contiguous."""
+    I, O = w_IO.shape
+    if w_IO.dtype != torch.int8 or seg < 1 or I % seg:
+        raise ValueError(f"native pack_weight: int8 (I, O) with I a multiple of the segment {seg}, got {w_IO.dtype} "
+                         f"{tuple(w_IO.shape)}")
+    return w_IO.view(I // seg, seg, O).transpose(1, 2).contiguous()
+
+
+def int_dot(a_RI: torch.Tensor, w_GOS: torch.Tensor, g0: int = 0, g1: int | None = None,
+            out: torch.Tensor | None = None, isa_: int | None = None, w_absmax: int = 128) -> torch.Tensor:
+    """``(g1 - g0, R, O)`` int32: the exact dot products of the int8 codes ``a_RI`` (rows of ``I = G * S``, row
+    stride free) with the segments ``g0 .. g1`` of the packed weight ``w_GOS`` (:func:`pack_weight`), by the C loop
+    (``isa_``: :data:`ISA_NAMES`' key, default :func:`isa`; an instruction set the CPU lacks falls back to C).
+    ``w_absmax``: a bound on the weight's magnitudes (lets AVX2 use ``vpmaddubsw``; 128, the default, always holds)."""
+    G, O, S = w_GOS.shape
+    g1 = G if g1 is None else g1
+    R = a_RI.shape[0]
+    if (a_RI.dtype != torch.int8 or a_RI.ndim != 2 or a_RI.shape[1] != G * S or a_RI.stride(1) != 1
+            or a_RI.device.type != "cpu"):
+        raise ValueError(f"native int_dot: codes must be int8 (R, {G * S}) on the CPU with unit column stride, got "
+                         f"{a_RI.dtype} {tuple(a_RI.shape)} strides {a_RI.stride()} on {a_RI.device}")
+    if w_GOS.dtype != torch.int8 or not w_GOS.is_contiguous() or w_GOS.device.type != "cpu":
+        raise ValueError(f"native int_dot: the weight must be contiguous int8 (G, O, S), got {w_GOS.dtype}")
+    if S > MAX_DOT_SEGMENT or not 0 <= g0 <= g1 <= G:
+        raise ValueError(f"native int_dot: segment length {S} (at most {MAX_DOT_SEGMENT}) or segments {g0}..{g1} "
+                         f"of {G} out of range")
+    shape = (g1 - g0, R, O)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.int32)
+    elif out.dtype != torch.int32 or tuple(out.shape) != shape or not out.is_contiguous():
+        raise ValueError(f"native int_dot: out must be contiguous int32 {shape}, got {out.dtype} "
+                         f"{tuple(out.shape)}")
+    if R and g1 > g0 and O:
+        a = a_RI[:, g0 * S:] if g0 else a_RI
+        if library().fq_int_dot(a.data_ptr(), R, a_RI.stride(0), w_GOS[g0].data_ptr(), g1 - g0, O, S,
+                                out.data_ptr(), isa() if isa_ is None else int(isa_), min(128, max(0, int(w_absmax)))):
+            raise MemoryError(f"native int_dot: no memory for a scratch buffer of {4 * S} int16")
+    return out

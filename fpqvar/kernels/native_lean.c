@@ -10,6 +10,7 @@
    the exact float64 comparisons of _fix_ties. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline int32_t f2i(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
@@ -249,4 +250,260 @@ void fq_accumulate(const float *sx, const float *sw, const int32_t *d32, const f
     if (b)
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < O; o++) y[t * O + o] = y[t * O + o] + b[o];
+}
+
+/* ---- Exact integer dot products per segment (the GEMM "native", fpqvar.kernels.int_gemm) --------------------
+
+   d[g][r][o] = sum_{k < S} a[r * lda + g * S + k] * w[(g * O + o) * S + k] for the segments g < gn: int8 codes,
+   int32 sums. Exact in any order and with any instruction set (|a|, |w| <= 127: every partial sum below
+   127 * 127 * S < 2**31 for S <= 2**17, checked by the caller). Why: at a few rows a GEMM library's per-call cost
+   (one call per segment: G calls of 30 to 70 us) exceeds the work, and the float layer streams 4 bytes per weight
+   where this streams 1. isa 1: AVX2 (vpmaddwd on codes widened to int16), chosen at run time where the CPU has it;
+   0: portable C. AVX2 takes vpmaddubsw (32 products per instruction) on |a| for sign-definite rows (DFQ's halves)
+   where the products' bound allows, which every FP4 and FP6 code does. Both are checked against an int64 reference in tests/kernels/test_native.py. */
+
+/* Portable: nr rows (<= 4, a constant when inlined) against every output of one segment. */
+static inline void dot_rows_c(const int8_t *a, int64_t lda, int nr, const int8_t *w, int64_t O, int64_t S,
+                              int32_t *d, int64_t ldd) {
+    for (int64_t o = 0; o < O; o++) {
+        const int8_t *wr = w + o * S;
+        int32_t s[4] = {0, 0, 0, 0};
+        for (int64_t k = 0; k < S; k++) {
+            const int32_t x = wr[k];
+            for (int j = 0; j < nr; j++) s[j] += (int32_t)a[j * lda + k] * x;
+        }
+        for (int j = 0; j < nr; j++) d[j * ldd + o] = s[j];
+    }
+}
+
+static void dot_segment_c(const int8_t *a, int64_t R, int64_t lda, const int8_t *w, int64_t O, int64_t S,
+                          int32_t *d) {
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) dot_rows_c(a + r * lda, lda, 4, w, O, S, d + r * O, O);
+    for (; r + 2 <= R; r += 2) dot_rows_c(a + r * lda, lda, 2, w, O, S, d + r * O, O);
+    for (; r < R; r++) dot_rows_c(a + r * lda, lda, 1, w, O, S, d + r * O, O);
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define FQ_X86 1
+#include <immintrin.h>
+
+/* nr rows (1, 2 or 4; their codes widened to int16 in b, rows of S) against every output of one segment:
+   16 products per vpmaddwd, one horizontal reduction per output for all rows. */
+__attribute__((target("avx2"))) static inline void dot_rows_avx2(const int16_t *b, int nr, const int8_t *w,
+                                                                  int64_t O, int64_t S, int32_t *d, int64_t ldd) {
+    const int64_t S16 = S & ~(int64_t)15;
+    for (int64_t o = 0; o < O; o++) {
+        const int8_t *wr = w + o * S;
+        __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+        for (int64_t k = 0; k < S16; k += 16) {
+            const __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr + k)));
+            c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)(b + k))));
+            if (nr > 1)
+                c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)(b + S + k))));
+            if (nr > 2) {
+                c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)(b + 2 * S + k))));
+                c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)(b + 3 * S + k))));
+            }
+        }
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(c0, c1), _mm256_hadd_epi32(c2, c3));
+        int32_t s[4];
+        _mm_storeu_si128((__m128i *)s, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+        for (int64_t k = S16; k < S; k++) {
+            const int32_t x = wr[k];
+            for (int j = 0; j < nr; j++) s[j] += (int32_t)b[j * S + k] * x;
+        }
+        for (int j = 0; j < nr; j++) d[j * ldd + o] = s[j];
+    }
+}
+
+/* nr rows (1, 2 or 4), each sign-definite (DFQ's halves), by their magnitudes u (uint8, rows of S) against every
+   output of one segment, with vpmaddubsw: 32 products per instruction, pairs summed in int16 and chunks of n32 * 32
+   products summed in int16 before they are widened to int32 (the caller's bound keeps every int16 sum below 2**15:
+   exact); neg[j] negates row j's sum (-|a| w), and the tail past the last 32 takes the signed codes a. (Rows of both
+   signs would need vpsignb per row and output: measured slower than vpmaddwd.) */
+__attribute__((target("avx2"))) static inline void dot_rows_u8_avx2(const uint8_t *u, const int8_t *a, int64_t lda,
+                                                                     int nr, const int *neg,
+                                                                     const int8_t *w, int64_t O, int64_t S,
+                                                                     int64_t n32, int32_t *d, int64_t ldd) {
+    const int64_t S32 = S & ~(int64_t)31;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t o = 0; o < O; o++) {
+        const int8_t *wr = w + o * S;
+        __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+        for (int64_t k0 = 0; k0 < S32; k0 += 32 * n32) {
+            const int64_t k1 = k0 + 32 * n32 < S32 ? k0 + 32 * n32 : S32;
+            __m256i h0 = _mm256_setzero_si256(), h1 = h0, h2 = h0, h3 = h0;
+            for (int64_t k = k0; k < k1; k += 32) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(wr + k));
+#define FQ_TERM(J, H) \
+    H = _mm256_add_epi16(H, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(u + J * S + k)), x))
+                FQ_TERM(0, h0);
+                if (nr > 1) FQ_TERM(1, h1);
+                if (nr > 2) {
+                    FQ_TERM(2, h2);
+                    FQ_TERM(3, h3);
+                }
+#undef FQ_TERM
+            }
+            c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(h0, ones));
+            if (nr > 1) c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(h1, ones));
+            if (nr > 2) {
+                c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(h2, ones));
+                c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(h3, ones));
+            }
+        }
+        const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(c0, c1), _mm256_hadd_epi32(c2, c3));
+        int32_t s[4];
+        _mm_storeu_si128((__m128i *)s, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+        for (int j = 0; j < nr; j++) {
+            int32_t t = 0;
+            for (int64_t k = S32; k < S; k++) t += (int32_t)a[j * lda + k] * wr[k]; /* the signed codes */
+            d[j * ldd + o] = (neg[j] ? -s[j] : s[j]) + t;
+        }
+    }
+}
+
+/* dot_rows_u8_avx2 for 4 rows and two outputs at a time: each row's magnitudes are loaded once for both outputs
+   (8 int16 accumulators), and a chunk's sums are reduced to int32 once per pair of outputs. An odd last output
+   takes dot_rows_u8_avx2. */
+__attribute__((target("avx2"))) static inline void dot_rows4x2_u8_avx2(const uint8_t *u, const int8_t *a,
+                                                                        int64_t lda, const int *neg,
+                                                                        const int8_t *w, int64_t O, int64_t S,
+                                                                        int64_t n32, int32_t *d, int64_t ldd) {
+    const int64_t S32 = S & ~(int64_t)31;
+    const __m256i ones = _mm256_set1_epi16(1);
+    int64_t o = 0;
+    for (; o + 2 <= O; o += 2) {
+        const int8_t *w0 = w + o * S, *w1 = w0 + S;
+        int32_t s0[4] = {0, 0, 0, 0}, s1[4] = {0, 0, 0, 0};
+        for (int64_t k0 = 0; k0 < S32; k0 += 32 * n32) {
+            const int64_t k1 = k0 + 32 * n32 < S32 ? k0 + 32 * n32 : S32;
+            __m256i h00 = _mm256_setzero_si256(), h10 = h00, h20 = h00, h30 = h00;
+            __m256i h01 = h00, h11 = h00, h21 = h00, h31 = h00;
+            for (int64_t k = k0; k < k1; k += 32) {
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)(w0 + k));
+                const __m256i x1 = _mm256_loadu_si256((const __m256i *)(w1 + k));
+#define FQ_TERM2(J, H0, H1)                                                                                          \
+    do {                                                                                                             \
+        const __m256i uj = _mm256_loadu_si256((const __m256i *)(u + J * S + k));                                     \
+        H0 = _mm256_add_epi16(H0, _mm256_maddubs_epi16(uj, x0));                                                     \
+        H1 = _mm256_add_epi16(H1, _mm256_maddubs_epi16(uj, x1));                                                     \
+    } while (0)
+                FQ_TERM2(0, h00, h01);
+                FQ_TERM2(1, h10, h11);
+                FQ_TERM2(2, h20, h21);
+                FQ_TERM2(3, h30, h31);
+#undef FQ_TERM2
+            }
+            /* rows 0..3 of output 0 in the low lanes of each half, then output 1 */
+            const __m256i t0 = _mm256_hadd_epi32(_mm256_madd_epi16(h00, ones), _mm256_madd_epi16(h10, ones));
+            const __m256i t1 = _mm256_hadd_epi32(_mm256_madd_epi16(h20, ones), _mm256_madd_epi16(h30, ones));
+            const __m256i t2 = _mm256_hadd_epi32(_mm256_madd_epi16(h01, ones), _mm256_madd_epi16(h11, ones));
+            const __m256i t3 = _mm256_hadd_epi32(_mm256_madd_epi16(h21, ones), _mm256_madd_epi16(h31, ones));
+            const __m256i v0 = _mm256_hadd_epi32(t0, t1), v1 = _mm256_hadd_epi32(t2, t3);
+            int32_t q0[4], q1[4];
+            _mm_storeu_si128((__m128i *)q0, _mm_add_epi32(_mm256_castsi256_si128(v0), _mm256_extracti128_si256(v0, 1)));
+            _mm_storeu_si128((__m128i *)q1, _mm_add_epi32(_mm256_castsi256_si128(v1), _mm256_extracti128_si256(v1, 1)));
+            for (int j = 0; j < 4; j++) {
+                s0[j] += q0[j];
+                s1[j] += q1[j];
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            int32_t t0 = 0, t1 = 0;
+            for (int64_t k = S32; k < S; k++) { /* the signed codes */
+                t0 += (int32_t)a[j * lda + k] * w0[k];
+                t1 += (int32_t)a[j * lda + k] * w1[k];
+            }
+            d[j * ldd + o] = (neg[j] ? -s0[j] : s0[j]) + t0;
+            d[j * ldd + o + 1] = (neg[j] ? -s1[j] : s1[j]) + t1;
+        }
+    }
+    if (o < O) dot_rows_u8_avx2(u, a, lda, 4, neg, w + o * S, 1, S, n32, d + o, ldd);
+}
+
+/* One segment: rows in blocks of 4 (then 2, 1). A block whose rows are each sign-definite (DFQ's halves) takes
+   the vpmaddubsw kernel where its products' bound allows (2 * amax * wmax < 2**15: no pair saturates), else the
+   vpmaddwd one on codes widened to int16. b: scratch for 4 rows of S int16 (or 8 S bytes). */
+__attribute__((target("avx2"))) static void dot_segment_avx2(const int8_t *a, int64_t R, int64_t lda,
+                                                             const int8_t *w, int64_t O, int64_t S, int32_t *d,
+                                                             int16_t *b, int wmax) {
+    int64_t r = 0;
+    while (r < R) {
+        const int nr = R - r >= 4 ? 4 : (R - r >= 2 ? 2 : 1);
+        const int8_t *ar = a + r * lda;
+        int amax = 0, mixed = 0, neg[4] = {0, 0, 0, 0};
+        uint8_t *u = (uint8_t *)b;
+        for (int j = 0; j < nr; j++) {
+            int lo = 0, hi = 0;
+            for (int64_t k = 0; k < S; k++) {
+                const int v = ar[j * lda + k];
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+                u[j * S + k] = (uint8_t)(v < 0 ? -v : v);
+            }
+            amax = -lo > amax ? -lo : amax;
+            amax = hi > amax ? hi : amax;
+            mixed |= lo < 0 && hi > 0;
+            neg[j] = lo < 0;
+        }
+        const int32_t p2 = 2 * amax * wmax;
+        /* (at least 128 products per int16 chunk, or the whole segment: else the reductions cost more than
+           vpmaddubsw saves, e.g. int8 codes of 127, one chunk per 32 products) */
+        if (!mixed && p2 <= 32767 && (p2 == 0 || 32767 / p2 >= 4 || 32 * (32767 / p2) >= S)) {
+            const int64_t n32 = p2 ? 32767 / p2 : S; /* 32-product steps whose int16 lane sums stay below 2**15 */
+            if (nr == 4)
+                dot_rows4x2_u8_avx2(u, ar, lda, neg, w, O, S, n32, d + r * O, O);
+            else if (nr == 2)
+                dot_rows_u8_avx2(u, ar, lda, 2, neg, w, O, S, n32, d + r * O, O);
+            else
+                dot_rows_u8_avx2(u, ar, lda, 1, neg, w, O, S, n32, d + r * O, O);
+        } else {
+            for (int j = 0; j < nr; j++)
+                for (int64_t k = 0; k < S; k++) b[j * S + k] = ar[j * lda + k];
+            if (nr == 4)
+                dot_rows_avx2(b, 4, w, O, S, d + r * O, O);
+            else if (nr == 2)
+                dot_rows_avx2(b, 2, w, O, S, d + r * O, O);
+            else
+                dot_rows_avx2(b, 1, w, O, S, d + r * O, O);
+        }
+        r += nr;
+    }
+}
+#endif
+
+/* The instruction sets fq_int_dot can use here: bit 0 AVX2. */
+int fq_isa(void) {
+#ifdef FQ_X86
+    static int isa = -1; /* (a benign race: every thread stores the same value) */
+    if (isa < 0) {
+        __builtin_cpu_init();
+        isa = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return isa;
+#else
+    return 0;
+#endif
+}
+
+/* d: (gn, R, O) int32; a: rows of lda codes starting at the first segment; w: (gn, O, S), every |w| <= wmax
+   (a bound the caller knows: 128 is always safe). isa: 1 AVX2 (where fq_isa has it), else portable. Returns 1 when a scratch buffer cannot be allocated (nothing written). */
+int fq_int_dot(const int8_t *a, int64_t R, int64_t lda, const int8_t *w, int64_t gn, int64_t O, int64_t S,
+               int32_t *d, int isa, int wmax) {
+#ifdef FQ_X86
+    if (isa == 1 && (fq_isa() & 1)) {
+        int16_t *b = (int16_t *)malloc((size_t)(4 * S) * sizeof(int16_t));
+        if (!b) return 1;
+        for (int64_t g = 0; g < gn; g++)
+            dot_segment_avx2(a + g * S, R, lda, w + g * O * S, O, S, d + g * R * O, b, wmax);
+        free(b);
+        return 0;
+    }
+#endif
+    (void)isa;
+    (void)wmax;
+    for (int64_t g = 0; g < gn; g++) dot_segment_c(a + g * S, R, lda, w + g * O * S, O, S, d + g * R * O);
+    return 0;
 }

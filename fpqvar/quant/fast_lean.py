@@ -15,7 +15,8 @@ and 3 host syncs for the quantizer, ``G * P + 1`` for the sums) or one C loop ea
 Same bits as the general path, which stays the reference: the same quantizer steps on the same floats (absmax
 scale, zero groups to 1, the exact-range check, ``fl32(x / (s 2**-k))``, ``kernels._round_scaled``, exact ties by
 ``kernels._fix_ties``), the same exact dot products (an integer-valued float32 batched GEMM or ``torch._int_mm`` per
-segment, ``kernels_gemm.int_block_products``) and the same accumulation (``kernels_gemm.accumulate_products``).
+segment, ``kernels_gemm.int_block_products``; or with the GEMM ``"native"`` one C call for every segment) and the
+same accumulation (``kernels_gemm.accumulate_products``).
 ``tests/quant/test_fast_lean.py`` checks that, and that the datapath agrees.
 
 It applies (:func:`prepare`, :func:`linear`) on CPU, to dynamic activation scales per group where the activation
@@ -161,6 +162,8 @@ def _linear_native(lean: Lean, xg: torch.Tensor, impl: str) -> torch.Tensor | No
         d = torch.bmm(a.view(P * T, G, seg).transpose(0, 1), w.operand_GSO(impl))
     elif impl == "int8":
         d = KG.int8_block_products(a, w, 0, G, as_int32=True)
+    elif impl == "native":
+        d = native.int_dot(a, w.native_GOS(), w_absmax=w.w_absmax)
     else:
         d = KG.int_block_products(impl, a, w, 0, G)
     return native.accumulate(s.view(P, T, G), lean.sw_GPO, d, lean.bias)

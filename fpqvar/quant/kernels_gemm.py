@@ -14,7 +14,10 @@ the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement
 - ``"u8s8"``: oneDNN's quantized linear on ``n + 128`` (uint8) and the int8 weight prepacked per segment, int32
   accumulation (``vpmaddubsw`` on AVX2-only CPUs, where it beats float32 and ``_int_mm`` does not).
 
-All three give the same float32 ``D``. With the float32 GEMM, DFQ's two parts share one GEMM on the packed operand
+- ``"native"``: the C loop of :mod:`fpqvar.kernels.native` on the weight packed as ``(G, O, seg)``, all the
+  segments of a block in one call (few rows: one call per layer where the others make one per segment).
+
+All four give the same float32 ``D``. With the float32 GEMM, DFQ's two parts share one GEMM on the packed operand
 ``p + M q`` wherever a Cauchy-Schwarz bound proves it exact (:mod:`fpqvar.quant.kernels_pack`): the float model's
 GEMM size instead of twice it. Why not bf16: the integer operands are exact in bf16 and a bf16 GEMM accumulates
 in float32, but torch 2.13 on CPU returns the result rounded to bf16 (``aten::mm.dtype`` has no CPU kernel) and a
@@ -95,6 +98,7 @@ class PreparedWeight:
     _operands: dict = None
     _norm2_G: torch.Tensor = None
     _u8s8: list = None
+    _native: torch.Tensor = None
 
     def __post_init__(self) -> None:
         I, O = self.w_IO.shape
@@ -104,7 +108,8 @@ class PreparedWeight:
         self.sw_OG = self.sw_OG.to(torch.float32).contiguous()
         self.swT_GO = self.sw_OG.t().contiguous()
         self.lo, self.hi = (float(v) for v in torch.aminmax(self.sw_OG)) if self.sw_OG.numel() else (1.0, 1.0)
-        self.w_absmax = int(self.w_IO.abs().max()) if self.w_IO.numel() else 0
+        # (via int16: abs(-128) overflows int8)
+        self.w_absmax = int(self.w_IO.to(torch.int16).abs().max()) if self.w_IO.numel() else 0
         self._scaled = {}
         self._operands = {torch.int8: self.w_IO}
 
@@ -125,13 +130,21 @@ class PreparedWeight:
                           for i in range(self.G)]
         return self._u8s8[g]
 
+    def native_GOS(self) -> torch.Tensor:
+        """The weight packed for the ``"native"`` GEMM, ``(G, O, seg)`` int8 (packed at first use)."""
+        if self._native is None:
+            self._native = native.pack_weight(self.w_IO, self.seg)
+        return self._native
+
     def columns(self, impl: str, cols: slice):
-        """The weight operand of ``impl`` for the input columns ``cols`` (``"u8s8"``: exactly one segment)."""
-        if impl != "u8s8":
+        """The weight operand of ``impl`` for the input columns ``cols`` (``"u8s8"``, ``"native"``: exactly one
+        segment)."""
+        if impl not in ("u8s8", "native"):
             return self.operand(impl)[cols]
         if cols.start % self.seg or cols.stop - cols.start != self.seg:
-            raise ValueError(f"u8s8 GEMM: columns {cols.start}:{cols.stop} are not one segment of {self.seg}")
-        return self.u8s8_segment(cols.start // self.seg)
+            raise ValueError(f"{impl} GEMM: columns {cols.start}:{cols.stop} are not one segment of {self.seg}")
+        g = cols.start // self.seg
+        return self.u8s8_segment(g) if impl == "u8s8" else self.native_GOS()[g : g + 1]
 
     def operand_GSO(self, impl: str) -> torch.Tensor:
         """:meth:`operand` as ``(G, seg, O)``: one ``(seg, O)`` block per segment (a view)."""
@@ -213,7 +226,10 @@ def gemm_impl(device: torch.device, impl: str | None = None, max_abs: int = 127)
 def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols: slice,
                 out: torch.Tensor | None = None, scratch_i32: torch.Tensor | None = None) -> torch.Tensor:
     """float32 ``D = a[rows, cols] @ w[cols]`` (exact), ``a`` already in ``impl``'s operand dtype (``"u8s8"``:
-    ``cols`` one whole segment, and the result is a new tensor unless ``out`` is given)."""
+    ``cols`` one whole segment, and the result is a new tensor unless ``out`` is given; ``"native"``: one segment)."""
+    if impl == "native":  # (here the weight's bound is known: the C loop's fastest form where it allows)
+        d = native.int_dot(a[rows, cols], w.columns(impl, cols), w_absmax=w.w_absmax)[0]
+        return d.to(torch.float32) if out is None else out.copy_(d)
     return IG.gemm_to_f32(impl, a[rows, cols], w.columns(impl, cols), out=out, scratch_i32=scratch_i32,
                           k_chunk=w.k_chunk())
 
@@ -372,12 +388,14 @@ def accumulate_products(s_GPT1: torch.Tensor, sw_GP1O: torch.Tensor, d_GPTO: tor
 
 def int_block_products(impl: str, a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int) -> torch.Tensor:
     """``(g1 - g0, R, O)`` float32: the exact dot products of the int8 codes ``a_RI`` with segments ``g0 .. g1`` by
-    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``), one GEMM per segment (exact below 2**24, else rounded once,
+    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``: one GEMM per segment; ``"native"``: one call) (exact below 2**24, else rounded once,
     as in the loop)."""
     if impl == "int8":
         return int8_block_products(a_RI, w, g0, g1)
+    if impl == "native":
+        return native.int_dot(a_RI, w.native_GOS(), g0, g1, w_absmax=w.w_absmax).to(torch.float32)
     if impl != "u8s8":
-        raise ValueError(f"int_block_products: an integer GEMM ('int8' / 'u8s8'), got {impl!r}")
+        raise ValueError(f"int_block_products: an integer GEMM ('int8' / 'u8s8' / 'native'), got {impl!r}")
     R, seg = a_RI.shape[0], w.seg
     a_GRS = torch.empty((g1 - g0, R, seg), dtype=torch.uint8, device=a_RI.device)
     IG.to_operand(impl, a_RI.view(R, w.G, seg)[:, g0:g1].transpose(0, 1), out=a_GRS)  # one contiguous block each
@@ -423,7 +441,9 @@ def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32", nat=None) -> to
     acc = None
     for g0 in range(0, G, gb):
         gs = slice(g0, min(G, g0 + gb))
-        if impl != "float32":
+        if impl == "native" and nat is not None:  # the C sums take the int32 products as they are
+            d = native.int_dot(a_RI, w.native_GOS(), g0, gs.stop, w_absmax=w.w_absmax)
+        elif impl != "float32":
             d = int_block_products(impl, a_RI, w, g0, gs.stop).view(-1, P, T, O)
         elif pk is not None:
             y = torch.bmm(a_GRS[gs], w_GSO[gs])  # exact: the plan's bound

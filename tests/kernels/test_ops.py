@@ -50,7 +50,7 @@ def test_int_gemm_probe_drops_a_saturating_u8s8(monkeypatch):
         pytest.skip(IG.unavailable("u8s8", torch.device("cpu")))
     real = IG.u8s8_mm
     monkeypatch.setattr(IG, "u8s8_mm", lambda a, b: real(a, b).clamp_(-(2**20), 2**20))
-    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", "int_gemm:127.int8=missing")
+    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", "int_gemm:127.int8=missing,int_gemm:127.native=missing")
     c = kernels.choice("int_gemm:127")
     assert c.name == "float32" and "differs from the baseline" in c.dropped["u8s8"]
 

@@ -2,7 +2,7 @@
 
 References: the datapath model (fpqvar.hw.datapath, its quantizer hw.quantizer_int) where it covers the case, and
 otherwise a numpy model written here from the datapath's documented arithmetic (FP6: one exact integer dot product,
-one float32 rounding). Every test runs once per integer-GEMM candidate of the kernel selector (int8, float32)."""
+one float32 rounding). Every test runs once per integer-GEMM candidate of the kernel selector (int8, float32, u8s8, native)."""
 
 import contextlib
 
@@ -68,6 +68,8 @@ def test_the_requested_gemm_runs(gemm_impl, monkeypatch):
     monkeypatch.setattr(KG, "_int_mm", lambda *a, **k: used.append("int8") or orig_i(*a, **k))
     orig_u = IG.u8s8_mm  # the u8s8 GEMM's per-segment products
     monkeypatch.setattr(IG, "u8s8_mm", lambda *a, **k: used.append("u8s8") or orig_u(*a, **k))
+    orig_n = native.int_dot  # the C GEMM, every strategy
+    monkeypatch.setattr(native, "int_dot", lambda *a, **k: used.append("native") or orig_n(*a, **k))
     x = _rng(1).standard_normal((40, 256)).astype(np.float32)
     w = _rng(2).standard_normal((16, 256)).astype(np.float32)
     assert np.array_equal(_pure_fast(x, w, None, "rne", False), dp.linear_through_datapath(x, w))
