@@ -5,7 +5,8 @@ Layers of var-d16 (C = 1024) and var-d30 (C = 1920) as fpqvar-w4a4 quantizes the
 128. Rows: the token count of every scale (1, 4, 9, ..., 256) times 2 for CFG, batch 1. Columns: float32
 ``nn.Linear``; W4A4 with the GEMM the kernel selector chose (``auto``), and with each candidate forced (``int8``:
 ``torch._int_mm``; ``float32``: integer-valued float32 operands; ``u8s8``: oneDNN's quantized linear on the codes
-plus 128 as uint8; ``native``: our C loop, ``fpqvar.kernels.native.int_dot``), and ``general``: the selected GEMM with the few-row path (``fpqvar.quant.fast_lean``) switched
+plus 128 as uint8; ``native``: our C loop, ``fpqvar.kernels.native.int_dot``), and ``general``: the selected GEMM
+with the few-row path (``fpqvar.quant.fast_lean``) switched
 off, which shows what that path saves; ``torchops``: the selected GEMM with the PyTorch ops instead of the C kernels
 (``fpqvar.kernels.native``, selector operations ``lean`` and ``int_sums``). All W4A4 columns give the same bits
 (tests/quant/test_fast.py). The W4A4 time is the whole layer: rotation, activation quantization, GEMMs, scales and

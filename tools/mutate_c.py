@@ -17,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = "fpqvar/kernels/native_lean.c"
+_TAIL = ("for (int64_t k = {k0}; k < S; k++) {{\n            const int32_t x = wr[k];\n"
+         "            for (int j = 0; j < nr; j++) s[j] += (int32_t)b[j * S + k] * x;")
 # (what, the exact text, its replacement): each text occurs once in the source
 MUTANTS = [
     ("rne: drop the 1.5 factor of the rounding constant",
@@ -50,9 +52,9 @@ MUTANTS = [
     ("dot, C: the row stride ignored", "s[j] += (int32_t)a[j * lda + k] * x;", "s[j] += (int32_t)a[j * 0 + k] * x;"),
     ("dot, AVX2: the fourth row's products from the third", "(const __m256i *)(b + 3 * S + k)",
      "(const __m256i *)(b + 2 * S + k)"),
-    ("dot, AVX2: the tail past the last 16 dropped", "for (int64_t k = S16; k < S; k++) {\n            const int32_t x = wr[k];\n            for (int j = 0; j < nr; j++) s[j] += (int32_t)b[j * S + k] * x;",
-     "for (int64_t k = S; k < S; k++) {\n            const int32_t x = wr[k];\n            for (int j = 0; j < nr; j++) s[j] += (int32_t)b[j * S + k] * x;"),
-    ("dot, AVX2: the codes widened as unsigned", "_mm256_cvtepi8_epi16(_mm_loadu_si128", "_mm256_cvtepu8_epi16(_mm_loadu_si128"),
+    ("dot, AVX2: the tail past the last 16 dropped", _TAIL.format(k0="S16"), _TAIL.format(k0="S")),
+    ("dot, AVX2: the codes widened as unsigned", "_mm256_cvtepi8_epi16(_mm_loadu_si128",
+     "_mm256_cvtepu8_epi16(_mm_loadu_si128"),
     ("dot: the segment offset of the codes lost", "dot_segment_avx2(a + g * S, R,", "dot_segment_avx2(a, R,"),
     ("dot, vpmaddubsw: a negative row's sum not negated", "d[j * ldd + o] = (neg[j] ? -s0[j] : s0[j]) + t0;",
      "d[j * ldd + o] = s0[j] + t0;"),

@@ -11,7 +11,8 @@
   (:mod:`fpqvar.quant.kernels_triton`); refused with the reason where CUDA or Triton is missing.
 
 The integer GEMMs inside are ``"int8"`` (``torch._int_mm``), ``"float32"`` (integer-valued float32 operands),
-``"u8s8"`` (oneDNN's quantized linear, CPU) or ``"native"`` (our C loop, CPU), the same bits every way; which one runs is measured once per process
+``"u8s8"`` (oneDNN's quantized linear, CPU) or ``"native"`` (our C loop, CPU), the same bits every way; which one
+runs is measured once per process
 per operand class (``fpqvar.kernels``, operations ``int_gemm:16`` for FP4 codes, ``:64`` for FP6, ``:127`` for int8;
 ``kernels.override(int_gemm=...)`` or ``FPQVAR_KERNELS=int_gemm=...`` chooses explicitly). If the chosen GEMM
 raises at run time it is dropped for the device and the call is retried with the next one.

@@ -388,7 +388,8 @@ def accumulate_products(s_GPT1: torch.Tensor, sw_GP1O: torch.Tensor, d_GPTO: tor
 
 def int_block_products(impl: str, a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int) -> torch.Tensor:
     """``(g1 - g0, R, O)`` float32: the exact dot products of the int8 codes ``a_RI`` with segments ``g0 .. g1`` by
-    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``: one GEMM per segment; ``"native"``: one call) (exact below 2**24, else rounded once,
+    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``: one GEMM per segment; ``"native"``: one call) (exact below
+    2**24, else rounded once,
     as in the loop)."""
     if impl == "int8":
         return int8_block_products(a_RI, w, g0, g1)

@@ -2,7 +2,8 @@
 
 References: the datapath model (fpqvar.hw.datapath, its quantizer hw.quantizer_int) where it covers the case, and
 otherwise a numpy model written here from the datapath's documented arithmetic (FP6: one exact integer dot product,
-one float32 rounding). Every test runs once per integer-GEMM candidate of the kernel selector (int8, float32, u8s8, native)."""
+one float32 rounding). Every test runs once per integer-GEMM candidate of the kernel selector (int8, float32, u8s8,
+native)."""
 
 import contextlib
 
