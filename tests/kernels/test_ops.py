@@ -39,7 +39,8 @@ def test_int_gemm_probe_drops_a_wrong_kernel(monkeypatch):
         return r if out is None else out.copy_(r)
 
     monkeypatch.setattr(torch, "_int_mm", saturating)
-    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", "int_gemm:127.u8s8=missing")  # the other integer candidate
+    # (the other integer candidates missing: what is left to choose from is float32 alone)
+    monkeypatch.setenv("FPQVAR_KERNEL_HOOK", "int_gemm:127.u8s8=missing,int_gemm:127.native=missing")
     c = kernels.choice("int_gemm:127")
     assert c.name == "float32" and "differs from the baseline" in c.dropped["int8"]
 
