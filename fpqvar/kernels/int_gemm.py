@@ -22,11 +22,12 @@
   and 64), not |n| = 127, which the selector's probe at each bound class catches.
 
 - ``"native"``: our C loop (:func:`fpqvar.kernels.native.int_dot`, CPU, where a C compiler is), int32 sums of int8
-  codes against the weight packed per segment as ``(G, O, seg)``, AVX2 ``vpmaddwd`` where the CPU has it. Exact for
+  codes against the weight packed per segment as ``(G, O, seg)``, AVX2 (``vpmaddwd``, ``vpmaddubsw`` for DFQ's
+  sign-definite halves) where the CPU has it. Exact for
   every |n| <= 127 (no int16 saturation: the pairs are summed in int32). Why: at a few rows a GEMM library pays its
   per-call cost once per segment (G calls of 30 to 70 us) and the float layer streams 4 bytes per weight, where this
   loop makes one call per layer and streams 1 (stop 24, dev CPU, 1 thread: DFQ fc2 of var-d16 at 8 rows 1.35 ms
-  against 1.77 ms for the float ``nn.Linear`` under the AVX2 caps, 0.68 ms against 1.76 ms at 4 rows without DFQ).
+  against 1.77 ms for the float ``nn.Linear`` under the AVX2 caps, 0.68 ms against 1.76 ms at 8 rows without DFQ).
   Single-threaded and without cache blocking beyond 4 rows: it loses at many rows, where the measurement keeps
   another GEMM.
 

@@ -228,8 +228,10 @@ MAX_DOT_SEGMENT = 1 << 17  # |a|, |w| <= 127: every int32 partial sum below 127 
 
 
 def isa() -> int:
-    """The fastest instruction set :func:`int_dot` can use on this CPU (a key of :data:`ISA_NAMES`)."""
-    return library().fq_isa()
+    """The fastest instruction set :func:`int_dot` can use on this CPU (a key of :data:`ISA_NAMES`; asked once)."""
+    if "isa" not in _state:
+        _state["isa"] = library().fq_isa()
+    return _state["isa"]
 
 
 def pack_weight(w_IO: torch.Tensor, seg: int) -> torch.Tensor:

@@ -160,12 +160,8 @@ def _linear_native(lean: Lean, xg: torch.Tensor, impl: str) -> torch.Tensor | No
         return None
     if impl == "float32":
         d = torch.bmm(a.view(P * T, G, seg).transpose(0, 1), w.operand_GSO(impl))
-    elif impl == "int8":
-        d = KG.int8_block_products(a, w, 0, G, as_int32=True)
-    elif impl == "native":
-        d = native.int_dot(a, w.native_GOS(), w_absmax=w.w_absmax)
     else:
-        d = KG.int_block_products(impl, a, w, 0, G)
+        d = KG.int_block_products(impl, a, w, 0, G, int32_ok=True)
     return native.accumulate(s.view(P, T, G), lean.sw_GPO, d, lean.bias)
 
 

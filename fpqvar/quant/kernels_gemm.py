@@ -136,15 +136,23 @@ class PreparedWeight:
             self._native = native.pack_weight(self.w_IO, self.seg)
         return self._native
 
-    def columns(self, impl: str, cols: slice):
-        """The weight operand of ``impl`` for the input columns ``cols`` (``"u8s8"``, ``"native"``: exactly one
-        segment)."""
-        if impl not in ("u8s8", "native"):
-            return self.operand(impl)[cols]
+    def native_dot(self, a_RI: torch.Tensor, g0: int, g1: int) -> torch.Tensor:
+        """``(g1 - g0, R, O)`` int32: the ``"native"`` GEMM of the codes ``a_RI`` (full rows) with segments
+        ``g0 .. g1``, given this weight's bound (which lets the C loop take its fastest exact form)."""
+        return native.int_dot(a_RI, self.native_GOS(), g0, g1, w_absmax=self.w_absmax)
+
+    def segment_of(self, impl: str, cols: slice) -> int:
+        """The index of the segment that the input columns ``cols`` are (GEMMs ``impl`` that take one whole segment
+        per call: ``"u8s8"``, ``"native"``)."""
         if cols.start % self.seg or cols.stop - cols.start != self.seg:
             raise ValueError(f"{impl} GEMM: columns {cols.start}:{cols.stop} are not one segment of {self.seg}")
-        g = cols.start // self.seg
-        return self.u8s8_segment(g) if impl == "u8s8" else self.native_GOS()[g : g + 1]
+        return cols.start // self.seg
+
+    def columns(self, impl: str, cols: slice):
+        """The weight operand of ``impl`` for the input columns ``cols`` (``"u8s8"``: exactly one segment)."""
+        if impl != "u8s8":
+            return self.operand(impl)[cols]
+        return self.u8s8_segment(self.segment_of(impl, cols))
 
     def operand_GSO(self, impl: str) -> torch.Tensor:
         """:meth:`operand` as ``(G, seg, O)``: one ``(seg, O)`` block per segment (a view)."""
@@ -227,8 +235,9 @@ def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols
                 out: torch.Tensor | None = None, scratch_i32: torch.Tensor | None = None) -> torch.Tensor:
     """float32 ``D = a[rows, cols] @ w[cols]`` (exact), ``a`` already in ``impl``'s operand dtype (``"u8s8"``:
     ``cols`` one whole segment, and the result is a new tensor unless ``out`` is given; ``"native"``: one segment)."""
-    if impl == "native":  # (here the weight's bound is known: the C loop's fastest form where it allows)
-        d = native.int_dot(a[rows, cols], w.columns(impl, cols), w_absmax=w.w_absmax)[0]
+    if impl == "native":  # (with the weight's bound, which IG.gemm_to_f32 does not know)
+        g = w.segment_of(impl, cols)
+        d = w.native_dot(a[rows], g, g + 1)[0]
         return d.to(torch.float32) if out is None else out.copy_(d)
     return IG.gemm_to_f32(impl, a[rows, cols], w.columns(impl, cols), out=out, scratch_i32=scratch_i32,
                           k_chunk=w.k_chunk())
@@ -386,15 +395,17 @@ def accumulate_products(s_GPT1: torch.Tensor, sw_GP1O: torch.Tensor, d_GPTO: tor
     return acc
 
 
-def int_block_products(impl: str, a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int) -> torch.Tensor:
+def int_block_products(impl: str, a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int,
+                       int32_ok: bool = False) -> torch.Tensor:
     """``(g1 - g0, R, O)`` float32: the exact dot products of the int8 codes ``a_RI`` with segments ``g0 .. g1`` by
-    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``: one GEMM per segment; ``"native"``: one call) (exact below
-    2**24, else rounded once,
-    as in the loop)."""
+    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``: one GEMM per segment; ``"native"``: one call), exact below
+    2**24, else rounded once, as in the loop. ``int32_ok``: the int32 products where the GEMM makes them (int8,
+    native), not converted (the C sums take either)."""
     if impl == "int8":
-        return int8_block_products(a_RI, w, g0, g1)
+        return int8_block_products(a_RI, w, g0, g1, as_int32=int32_ok)
     if impl == "native":
-        return native.int_dot(a_RI, w.native_GOS(), g0, g1, w_absmax=w.w_absmax).to(torch.float32)
+        d = w.native_dot(a_RI, g0, g1)
+        return d if int32_ok else d.to(torch.float32)
     if impl != "u8s8":
         raise ValueError(f"int_block_products: an integer GEMM ('int8' / 'u8s8' / 'native'), got {impl!r}")
     R, seg = a_RI.shape[0], w.seg
@@ -442,10 +453,8 @@ def _linear_bmm(parts, w: PreparedWeight, impl: str = "float32", nat=None) -> to
     acc = None
     for g0 in range(0, G, gb):
         gs = slice(g0, min(G, g0 + gb))
-        if impl == "native" and nat is not None:  # the C sums take the int32 products as they are
-            d = native.int_dot(a_RI, w.native_GOS(), g0, gs.stop, w_absmax=w.w_absmax)
-        elif impl != "float32":
-            d = int_block_products(impl, a_RI, w, g0, gs.stop).view(-1, P, T, O)
+        if impl != "float32":
+            d = int_block_products(impl, a_RI, w, g0, gs.stop, int32_ok=nat is not None).view(-1, P, T, O)
         elif pk is not None:
             y = torch.bmm(a_GRS[gs], w_GSO[gs])  # exact: the plan's bound
             d = torch.empty((y.shape[0], P, T, O), dtype=torch.float32, device=y.device)
