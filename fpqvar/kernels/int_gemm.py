@@ -22,14 +22,14 @@
   and 64), not |n| = 127, which the selector's probe at each bound class catches.
 
 - ``"native"``: our C loop (:func:`fpqvar.kernels.native.int_dot`, CPU, where a C compiler is), int32 sums of int8
-  codes against the weight packed per segment as ``(G, O, seg)``, AVX2 (``vpmaddwd``, ``vpmaddubsw`` for DFQ's
-  sign-definite halves) where the CPU has it. Exact for
-  every |n| <= 127 (no int16 saturation: the pairs are summed in int32). Why: at a few rows a GEMM library pays its
-  per-call cost once per segment (G calls of 30 to 70 us) and the float layer streams 4 bytes per weight, where this
-  loop makes one call per layer and streams 1 (stop 24, dev CPU, 1 thread: DFQ fc2 of var-d16 at 8 rows 1.35 ms
-  against 1.77 ms for the float ``nn.Linear`` under the AVX2 caps, 0.68 ms against 1.76 ms at 8 rows without DFQ).
-  Single-threaded and without cache blocking beyond 4 rows: it loses at many rows, where the measurement keeps
-  another GEMM.
+  codes against the weight packed per segment in blocks of 8 outputs x 4 codes (``native_dot.c``). AVX2 where the
+  CPU has it: ``vpmaddubsw`` on the codes plus a per-row offset that makes them non-negative (corrected by the
+  weight's column sums) where ``2 * (max a - min a) * max|b| < 2**15`` (FP4 and FP6 codes), ``vpmaddwd`` on codes
+  widened to int16 otherwise: exact for every |n| <= 128. Why: at a few rows a GEMM library pays its per-call cost
+  once per segment (G calls of 30 to 70 us) and the float layer streams 4 bytes per weight, where this loop makes
+  one call per layer and streams 1. In the fast path (``fpqvar.quant.kernels_gemm``) it also scales and sums each
+  tile of its products as it makes them (:func:`fpqvar.kernels.native.int_linear`), so no ``(G, rows, O)`` block of
+  products goes through memory. Single-threaded: at 2 threads the measurement may keep a threaded library GEMM.
 
 All four return the float32 ``D`` (exact integers while ``|D| <= 2**24``, else rounded once), the form the fast path's
 scale-and-accumulate stage consumes (``fpqvar.quant.kernels_gemm``).
@@ -104,7 +104,7 @@ class U8S8Weight:
 
 def prepare_weight(impl: str, b_KN: torch.Tensor):
     """int8 weight codes ``(K, N)`` as ``impl``'s weight operand (a tensor, or a :class:`U8S8Weight`; ``"native"``:
-    ``(1, N, K)``, one segment of :func:`fpqvar.kernels.native.pack_weight`)."""
+    one segment of :func:`fpqvar.kernels.native.pack_weight`)."""
     if impl == "u8s8":
         return U8S8Weight(b_KN)
     if impl == "native":
@@ -169,7 +169,7 @@ def gemm_to_f32(impl: str, a: torch.Tensor, b: torch.Tensor, *, out: torch.Tenso
     """``fl32(A B)`` of integer-valued operands already in ``operand_dtype(impl)``, exact (see module doc).
 
     ``b``: from :func:`prepare_weight` (``"u8s8"``: a :class:`U8S8Weight` of exactly this K; ``"native"``: one
-    packed segment ``(1, N, K)``).
+    packed segment, :func:`fpqvar.kernels.native.pack_weight`).
     ``out``: float32 ``(M, N)`` destination; ``scratch_i32``: an int32 buffer of the same shape for ``"int8"``;
     ``k_chunk`` (``"float32"``): the exact reduction length, default :func:`exact_chunk` for 127 x 127."""
     if impl == "int8":

@@ -1,25 +1,29 @@
-"""Compiled C kernels of the exact path (``native_lean.c``), built at first use with the machine's C compiler.
+"""Compiled C kernels of the exact path (``native_lean.c``, ``native_dot.c``), built at first use with the
+machine's C compiler.
 
 Why our own C: at a few rows a quantized linear costs its fixed overhead, about 25 small PyTorch ops of 2 to 5 us
 each (``fpqvar.quant.fast_lean``); the quantizer and the accumulation are each one loop here. The integer dot
 products (:func:`int_dot`, the GEMM ``"native"`` of :mod:`fpqvar.kernels.int_gemm`) are one call per layer where a
-GEMM library makes one per segment, and stream one byte per weight. No library offers the
-datapath's quantizer (absmax scale per group, codes from the exact quotient). Plain C called through ``ctypes``:
+GEMM library makes one per segment, and stream one byte per weight; :func:`int_linear` also scales and sums them
+tile by tile, so no block of per-segment products goes through memory. No library offers the datapath's quantizer
+(absmax scale per group, codes from the exact quotient). Plain C called through ``ctypes``:
 it builds in a fraction of a second with ``cc``, needs neither torch's C++ headers nor a Python extension build.
 
 Availability: a C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang`` on the ``PATH``), CPU tensors, and a
 successful build. Where any is missing, :func:`unavailable` says why, and the kernel selector keeps the PyTorch
 ops (operations ``lean``, ``fpqvar.quant.fast_lean``, and ``int_sums``, ``fpqvar.quant.kernels_gemm_ops``).
 ``FPQVAR_NATIVE=0`` turns it off. The shared library is cached under ``$FPQVAR_CACHE_DIR/native`` (default
-``~/.cache/fpqvar/native``; a temporary folder when that is not writable), named by a hash of the source, the
+``~/.cache/fpqvar/native``; a temporary folder when that is not writable), named by a hash of the sources, the
 flags, the compiler's version and the machine type, written atomically.
 
 Flags: ``-O3 -std=c99 -ffp-contract=off`` and no ``-march``: every float operation is one IEEE float32 operation in
 the source's order (no fused multiply-add, no reassociation), the same on every x86-64 or Arm CPU; the bits are
 checked against the PyTorch reference in ``tests/kernels/test_native.py``. ``-fno-math-errno -fno-trapping-math``
 change no value (no library call sets ``errno``; no code reads the floating-point exception flags) and let the
-loops vectorise. The integer dot products alone also have an AVX2 form (a function-level ``target("avx2")``,
-chosen at run time by :func:`isa` where the CPU has it): integer sums are exact in any instruction set and order.
+loops vectorise. The integer dot products (``native_dot.c``) also have an AVX2 form (a function-level
+``target("avx2")``, chosen at run time by :func:`isa` where the CPU has it): integer sums are exact in any
+instruction set and order. Their fused sums (:func:`int_linear`) scale and add in the same written order with
+``vmulps`` / ``vaddps``, one IEEE float32 operation per lane (that target enables no FMA), the same bits.
 """
 
 from __future__ import annotations
@@ -33,14 +37,15 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 __all__ = ["unavailable", "compiler", "library", "quantize", "quantize_dfq", "accumulate", "accumulate_block",
-           "isa", "int_dot", "pack_weight", "ISA_NAMES", "FLAGS"]
+           "isa", "int_dot", "int_linear", "pack_weight", "DotWeight", "ISA_NAMES", "FLAGS"]
 
-SOURCE = Path(__file__).with_name("native_lean.c")
+SOURCES = tuple(Path(__file__).with_name(n) for n in ("native_lean.c", "native_dot.c"))
 FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
 _lock = threading.Lock()
 _state: dict = {}  # "lib": the loaded library, or "why": the reason it is not available
@@ -74,7 +79,7 @@ def _cache_dir() -> Path:
 
 def _build(cc: str) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    src = SOURCE.read_bytes()
+    src = b"\0".join(p.read_bytes() for p in SOURCES)
     # (the machine too: a home folder shared by an x86 and an Arm box must not hand one the other's library)
     what = "\0".join([*FLAGS, version, platform.machine(), sys.platform])
     key = hashlib.sha256(src + what.encode()).hexdigest()[:16]
@@ -84,9 +89,11 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
     os.close(fd)
     try:
-        r = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=120)
+        r = subprocess.run([cc, *FLAGS, "-o", tmp, *map(str, SOURCES), "-lm"], capture_output=True, text=True,
+                           timeout=120)
         if r.returncode != 0:
-            raise RuntimeError(f"{cc} failed on {SOURCE.name} ({r.returncode}): {(r.stderr or r.stdout)[-400:]}")
+            names = " ".join(p.name for p in SOURCES)
+            raise RuntimeError(f"{cc} failed on {names} ({r.returncode}): {(r.stderr or r.stdout)[-400:]}")
         os.replace(tmp, out)  # atomic: another process never loads a half-written library
     finally:
         if os.path.exists(tmp):
@@ -118,8 +125,10 @@ def _load() -> None:
     lib.fq_accumulate_block.restype = None
     lib.fq_isa.argtypes = []
     lib.fq_isa.restype = I
-    lib.fq_int_dot.argtypes = [P, I64, I64, P, I64, I64, I64, P, I, I]
+    lib.fq_int_dot.argtypes = [P, I64, I64, P, P, I64, I64, I64, P, I, I]
     lib.fq_int_dot.restype = I
+    lib.fq_int_linear.argtypes = [P, I64, I64, I64, P, P, I64, I64, I64, P, P, P, I, I]
+    lib.fq_int_linear.restype = I
     _state["lib"] = lib
 
 
@@ -224,7 +233,7 @@ def accumulate_block(s_PTG: torch.Tensor, sw_GPO: torch.Tensor, d_gRO: torch.Ten
 
 
 ISA_NAMES = {0: "portable C", 1: "AVX2"}
-MAX_DOT_SEGMENT = 1 << 17  # |a|, |w| <= 127: every int32 partial sum below 127 * 127 * 2**17 < 2**31
+MAX_DOT_SEGMENT = 1 << 17  # every int32 partial sum below 128 * 127 * 2**17 < 2**31 (pack_weight: why 127)
 
 
 def isa() -> int:
@@ -234,33 +243,61 @@ def isa() -> int:
     return _state["isa"]
 
 
-def pack_weight(w_IO: torch.Tensor, seg: int) -> torch.Tensor:
-    """int8 weight codes ``(I, O)`` as :func:`int_dot`'s operand ``(G, O, seg)``: each segment's columns contiguous."""
+@dataclass(frozen=True, eq=False)
+class DotWeight:
+    """int8 weight codes packed for :func:`int_dot` / :func:`int_linear` (:func:`pack_weight`): per segment, blocks
+    of 8 outputs, each 4 consecutive codes of its 8 outputs in 32 bytes (``native_dot.c``: why), zero padded."""
+
+    data: torch.Tensor  # (G, ceil(O / 8), ceil(S / 4), 8, 4) int8
+    colsum_GO: torch.Tensor  # (G, 8 * ceil(O / 8)) int32: each segment's column sums (the offset form's correction)
+    O: int
+    S: int
+    absmax: int  # the largest |code| (lets AVX2 take vpmaddubsw)
+
+    @property
+    def G(self) -> int:
+        return self.data.shape[0]
+
+
+def pack_weight(w_IO: torch.Tensor, seg: int) -> DotWeight:
+    """int8 weight codes ``(I, O)`` in segments of ``seg`` inputs as :func:`int_dot`'s operand."""
     I, O = w_IO.shape
-    if w_IO.dtype != torch.int8 or seg < 1 or I % seg:
-        raise ValueError(f"native pack_weight: int8 (I, O) with I a multiple of the segment {seg}, got {w_IO.dtype} "
-                         f"{tuple(w_IO.shape)}")
-    return w_IO.view(I // seg, seg, O).transpose(1, 2).contiguous()
+    if w_IO.dtype != torch.int8 or w_IO.device.type != "cpu" or not 1 <= seg <= MAX_DOT_SEGMENT or I % seg:
+        raise ValueError(f"native pack_weight: int8 (I, O) on the CPU with I a multiple of the segment {seg} "
+                         f"(1 .. {MAX_DOT_SEGMENT}), got {w_IO.dtype} {tuple(w_IO.shape)} on {w_IO.device}")
+    G, Ob, S4 = I // seg, -(-O // 8), -(-seg // 4)
+    w = torch.zeros((G, 4 * S4, 8 * Ob), dtype=torch.int8)
+    w[:, :seg, :O] = w_IO.view(G, seg, O)
+    data = w.view(G, S4, 4, Ob, 8).permute(0, 3, 1, 4, 2).contiguous()
+    colsum = w.sum(1, dtype=torch.int32)
+    absmax = int(w_IO.to(torch.int16).abs().max()) if w_IO.numel() else 0  # (via int16: abs(-128) overflows int8)
+    if 128 * absmax * seg >= 2**31:  # (only -128 weights in segments of 2**17: -128 codes against them overflow)
+        raise ValueError(f"native pack_weight: a segment of {seg} with weight codes of magnitude {absmax} could "
+                         f"overflow the int32 sums (128 * {absmax} * {seg} >= 2**31)")
+    return DotWeight(data, colsum, O, seg, absmax)
 
 
-def int_dot(a_RI: torch.Tensor, w_GOS: torch.Tensor, g0: int = 0, g1: int | None = None,
-            out: torch.Tensor | None = None, isa_: int | None = None, w_absmax: int = 128) -> torch.Tensor:
+def _check_rows(what: str, a_RI: torch.Tensor, w: DotWeight) -> None:
+    if not isinstance(w, DotWeight):
+        raise ValueError(f"native {what}: the weight must be a DotWeight (native.pack_weight), got {type(w).__name__}")
+    I = w.G * w.S
+    if (a_RI.dtype != torch.int8 or a_RI.ndim != 2 or a_RI.shape[1] != I or a_RI.stride(1) != 1
+            or a_RI.device.type != "cpu"):
+        raise ValueError(f"native {what}: codes must be int8 (R, {I}) on the CPU with unit column stride, got "
+                         f"{a_RI.dtype} {tuple(a_RI.shape)} strides {a_RI.stride()} on {a_RI.device}")
+
+
+def int_dot(a_RI: torch.Tensor, w: DotWeight, g0: int = 0, g1: int | None = None,
+            out: torch.Tensor | None = None, isa_: int | None = None) -> torch.Tensor:
     """``(g1 - g0, R, O)`` int32: the exact dot products of the int8 codes ``a_RI`` (rows of ``I = G * S``, row
-    stride free) with the segments ``g0 .. g1`` of the packed weight ``w_GOS`` (:func:`pack_weight`), by the C loop
-    (``isa_``: :data:`ISA_NAMES`' key, default :func:`isa`; an instruction set the CPU lacks falls back to C).
-    ``w_absmax``: a bound on the weight's magnitudes (lets AVX2 use ``vpmaddubsw``; 128, the default, always holds)."""
-    G, O, S = w_GOS.shape
+    stride free) with the segments ``g0 .. g1`` of the packed weight ``w`` (:func:`pack_weight`), by the C loop
+    (``isa_``: :data:`ISA_NAMES`' key, default :func:`isa`; an instruction set the CPU lacks falls back to C)."""
+    _check_rows("int_dot", a_RI, w)
+    G, O, S = w.G, w.O, w.S
     g1 = G if g1 is None else g1
     R = a_RI.shape[0]
-    if (a_RI.dtype != torch.int8 or a_RI.ndim != 2 or a_RI.shape[1] != G * S or a_RI.stride(1) != 1
-            or a_RI.device.type != "cpu"):
-        raise ValueError(f"native int_dot: codes must be int8 (R, {G * S}) on the CPU with unit column stride, got "
-                         f"{a_RI.dtype} {tuple(a_RI.shape)} strides {a_RI.stride()} on {a_RI.device}")
-    if w_GOS.dtype != torch.int8 or not w_GOS.is_contiguous() or w_GOS.device.type != "cpu":
-        raise ValueError(f"native int_dot: the weight must be contiguous int8 (G, O, S), got {w_GOS.dtype}")
-    if S > MAX_DOT_SEGMENT or not 0 <= g0 <= g1 <= G:
-        raise ValueError(f"native int_dot: segment length {S} (at most {MAX_DOT_SEGMENT}) or segments {g0}..{g1} "
-                         f"of {G} out of range")
+    if not 0 <= g0 <= g1 <= G:
+        raise ValueError(f"native int_dot: segments {g0}..{g1} of {G} out of range")
     shape = (g1 - g0, R, O)
     if out is None:
         out = torch.empty(shape, dtype=torch.int32)
@@ -269,7 +306,37 @@ def int_dot(a_RI: torch.Tensor, w_GOS: torch.Tensor, g0: int = 0, g1: int | None
                          f"{tuple(out.shape)}")
     if R and g1 > g0 and O:
         a = a_RI[:, g0 * S:] if g0 else a_RI
-        if library().fq_int_dot(a.data_ptr(), R, a_RI.stride(0), w_GOS[g0].data_ptr(), g1 - g0, O, S,
-                                out.data_ptr(), isa() if isa_ is None else int(isa_), min(128, max(0, int(w_absmax)))):
-            raise MemoryError(f"native int_dot: no memory for a scratch buffer of {4 * S} int16")
+        if library().fq_int_dot(a.data_ptr(), R, a_RI.stride(0), w.data[g0].data_ptr(), w.colsum_GO[g0].data_ptr(),
+                                g1 - g0, O, S, out.data_ptr(), isa() if isa_ is None else int(isa_), w.absmax):
+            raise MemoryError("native int_dot: no memory for the scratch buffers")
     return out
+
+
+def int_linear(a_RI: torch.Tensor, w: DotWeight, s_PTG: torch.Tensor, sw_GPO: torch.Tensor,
+               bias_O: torch.Tensor | None = None, isa_: int | None = None) -> torch.Tensor:
+    """``y_TO`` float32: the datapath's exact linear on the codes ``a_RI`` (``P * T`` rows, part-major: DFQ's
+    negative half first) with the scales ``s_PTG`` and ``sw_GPO`` (``s_w * unit`` per part), then the bias:
+    :func:`accumulate` of :func:`int_dot`'s products, the same bits, with no products in memory (each tile of them
+    is scaled and summed as it is made, in the (segment, part) order)."""
+    _check_rows("int_linear", a_RI, w)
+    G, O, S = w.G, w.O, w.S
+    P, T = s_PTG.shape[0], s_PTG.shape[1] if s_PTG.ndim == 3 else -1
+    for name, t, shape in (("s", s_PTG, (P, T, G)), ("sw", sw_GPO, (G, P, O))):
+        if t.dtype != torch.float32 or tuple(t.shape) != shape or not t.is_contiguous() or t.device.type != "cpu":
+            raise ValueError(f"native int_linear: {name} must be contiguous float32 {shape} on the CPU, got "
+                             f"{t.dtype} {tuple(t.shape)}")
+    if a_RI.shape[0] != P * T:
+        raise ValueError(f"native int_linear: {a_RI.shape[0]} rows of codes for {P} part(s) of {T} rows")
+    if bias_O is not None and (bias_O.dtype != torch.float32 or tuple(bias_O.shape) != (O,)):
+        raise ValueError(f"native int_linear: bias must be float32 ({O},), got {bias_O.dtype} {tuple(bias_O.shape)}")
+    y = torch.empty((T, O), dtype=torch.float32)
+    if T and O:
+        if G == 0:
+            y.zero_()
+        elif library().fq_int_linear(a_RI.data_ptr(), T, P, a_RI.stride(0), w.data.data_ptr(),
+                                     w.colsum_GO.data_ptr(), G, O, S, s_PTG.data_ptr(), sw_GPO.data_ptr(),
+                                     y.data_ptr(), isa() if isa_ is None else int(isa_), w.absmax):
+            raise MemoryError("native int_linear: no memory for the scratch buffers")
+        if bias_O is not None:
+            y.add_(bias_O)  # fl32(acc + b): bias last
+    return y

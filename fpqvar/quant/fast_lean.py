@@ -109,13 +109,14 @@ def linear(lean: Lean, x_TI: torch.Tensor, default_impl: str) -> torch.Tensor | 
     if not ENABLED or T == 0:
         return None
     use_native = kernels.choose(OP, x_TI.device) == "native"
-    if use_native:
-        if P * T > MAX_ROWS_NATIVE or G * P * T * O > MAX_PRODUCTS_NATIVE // torch.get_num_threads():
-            return None
-    elif P * T > MAX_ROWS or G * P * T * O > MAX_PRODUCTS:
+    if P * T > (MAX_ROWS_NATIVE if use_native else MAX_ROWS):
         return None
     impl = KT.decided(w, P, T, lean.max_abs, x_TI.device, default_impl)
     if impl is None or (impl == "float32" and seg > w.k_chunk()):
+        return None
+    # (the native GEMM keeps no products in memory: native.int_linear)
+    if impl != "native" and G * P * T * O > (MAX_PRODUCTS_NATIVE // torch.get_num_threads() if use_native
+                                              else MAX_PRODUCTS):
         return None
     xg = x_TI.view(T, G, seg)
     return (_linear_native if use_native else _linear_torch)(lean, xg, impl)
@@ -132,6 +133,9 @@ def _linear_torch(lean: Lean, xg: torch.Tensor, impl: str) -> torch.Tensor | Non
         a, s_GPT1 = _quantize_dfq(lean, xg)
     if a is None:
         return None
+    if impl == "native":  # (the products scaled and summed as they are made)
+        s_PTG = s_GPT1[..., 0].permute(1, 2, 0).contiguous()
+        return w.native_linear(a.to(torch.int8), s_PTG, lean.units, lean.bias)
     if impl == "float32":
         d = torch.bmm(a.to(torch.float32).view(P * T, G, seg).transpose(0, 1), w.operand_GSO(impl))
     else:
@@ -158,6 +162,8 @@ def _linear_native(lean: Lean, xg: torch.Tensor, impl: str) -> torch.Tensor | No
     a, s, lo, hi = q
     if not _foldable(lo, hi, lean):
         return None
+    if impl == "native":  # (the products scaled and summed as they are made)
+        return w.native_linear(a, s.view(P, T, G), lean.units, lean.bias)
     if impl == "float32":
         d = torch.bmm(a.view(P * T, G, seg).transpose(0, 1), w.operand_GSO(impl))
     else:

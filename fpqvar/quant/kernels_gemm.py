@@ -14,8 +14,10 @@ the exact integer GEMMs of :mod:`fpqvar.kernels.int_gemm`, chosen by measurement
 - ``"u8s8"``: oneDNN's quantized linear on ``n + 128`` (uint8) and the int8 weight prepacked per segment, int32
   accumulation (``vpmaddubsw`` on AVX2-only CPUs, where it beats float32 and ``_int_mm`` does not).
 
-- ``"native"``: the C loop of :mod:`fpqvar.kernels.native` on the weight packed as ``(G, O, seg)``, all the
-  segments of a block in one call (few rows: one call per layer where the others make one per segment).
+- ``"native"``: the C loop of :mod:`fpqvar.kernels.native` on the weight packed in blocks of 8 outputs, one call
+  per layer where the others make one per segment. Where the unit folds (on CPU, always but at the float32
+  range's edges) it also makes the scales and sums, tile by tile as its products come (``native.int_linear``):
+  no ``(G, rows, O)`` block of products in memory, whatever ``sums`` (below) says.
 
 All four give the same float32 ``D``. With the float32 GEMM, DFQ's two parts share one GEMM on the packed operand
 ``p + M q`` wherever a Cauchy-Schwarz bound proves it exact (:mod:`fpqvar.quant.kernels_pack`): the float model's
@@ -98,7 +100,7 @@ class PreparedWeight:
     _operands: dict = None
     _norm2_G: torch.Tensor = None
     _u8s8: list = None
-    _native: torch.Tensor = None
+    _native: native.DotWeight = None
 
     def __post_init__(self) -> None:
         I, O = self.w_IO.shape
@@ -130,16 +132,23 @@ class PreparedWeight:
                           for i in range(self.G)]
         return self._u8s8[g]
 
-    def native_GOS(self) -> torch.Tensor:
-        """The weight packed for the ``"native"`` GEMM, ``(G, O, seg)`` int8 (packed at first use)."""
+    def native_packed(self) -> native.DotWeight:
+        """The weight packed for the ``"native"`` GEMM (:func:`fpqvar.kernels.native.pack_weight`, at first use)."""
         if self._native is None:
             self._native = native.pack_weight(self.w_IO, self.seg)
         return self._native
 
     def native_dot(self, a_RI: torch.Tensor, g0: int, g1: int) -> torch.Tensor:
         """``(g1 - g0, R, O)`` int32: the ``"native"`` GEMM of the codes ``a_RI`` (full rows) with segments
-        ``g0 .. g1``, given this weight's bound (which lets the C loop take its fastest exact form)."""
-        return native.int_dot(a_RI, self.native_GOS(), g0, g1, w_absmax=self.w_absmax)
+        ``g0 .. g1``."""
+        return native.int_dot(a_RI, self.native_packed(), g0, g1)
+
+    def native_linear(self, a_RI: torch.Tensor, s_PTG: torch.Tensor, units: tuple[float, ...],
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        """``y_TO``: the whole exact linear by the ``"native"`` GEMM, its products scaled and summed as they are
+        made (:func:`fpqvar.kernels.native.int_linear`); ``a_RI``: the parts' codes stacked, ``s_PTG`` their
+        scales, ``units`` their ``2**-(k_x + k_w)`` (folded: the caller checked)."""
+        return native.int_linear(a_RI, self.native_packed(), s_PTG, self.scaled_GPO(units), bias)
 
     def segment_of(self, impl: str, cols: slice) -> int:
         """The index of the segment that the input columns ``cols`` are (GEMMs ``impl`` that take one whole segment
@@ -251,7 +260,8 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
     layer, two for DFQ (negative half first); ``unit = 2**-(k_x + k_w)``. ``fold_unit=None`` decides by
     :func:`_foldable`. ``impl``: the integer GEMM (``"int8"`` / ``"float32"`` / ``"u8s8"``; ``None``:
     :func:`gemm_impl`). ``sums``: how the scales and sums run where the unit folds on CPU (``"torch"`` ops or the
-    ``"native"`` C loop of :mod:`fpqvar.kernels.native`; ``None``: the selector's operation ``int_sums``).
+    ``"native"`` C loop of :mod:`fpqvar.kernels.native`; ``None``: the selector's operation ``int_sums``), except
+    with the ``"native"`` GEMM, which then sums each tile of products as it makes it (no products in memory).
     """
     T = parts[0][0].shape[0]
     O = w.w_IO.shape[1]
@@ -263,6 +273,10 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
     impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
     cpu = w.w_IO.device.type == "cpu"
+    if impl == "native" and fold_unit and cpu:  # the native GEMM makes its own sums (whatever ``sums`` says)
+        s_PTG = torch.stack([s.to(torch.float32) for _, s, _ in parts])
+        return w.native_linear(_stacked_operand(parts, slice(None), "int8"), s_PTG,
+                               tuple(unit for _, _, unit in parts), bias)
     nat = None
     if fold_unit and cpu and (sums or kernels.choose(SUMS_OP, w.w_IO.device)) == "native":
         units = tuple(unit for _, _, unit in parts)

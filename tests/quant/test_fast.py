@@ -69,8 +69,9 @@ def test_the_requested_gemm_runs(gemm_impl, monkeypatch):
     monkeypatch.setattr(KG, "_int_mm", lambda *a, **k: used.append("int8") or orig_i(*a, **k))
     orig_u = IG.u8s8_mm  # the u8s8 GEMM's per-segment products
     monkeypatch.setattr(IG, "u8s8_mm", lambda *a, **k: used.append("u8s8") or orig_u(*a, **k))
-    orig_n = native.int_dot  # the C GEMM, every strategy
+    orig_n, orig_l = native.int_dot, native.int_linear  # the C GEMM, every strategy (int_linear: with its sums)
     monkeypatch.setattr(native, "int_dot", lambda *a, **k: used.append("native") or orig_n(*a, **k))
+    monkeypatch.setattr(native, "int_linear", lambda *a, **k: used.append("native") or orig_l(*a, **k))
     x = _rng(1).standard_normal((40, 256)).astype(np.float32)
     w = _rng(2).standard_normal((16, 256)).astype(np.float32)
     assert np.array_equal(_pure_fast(x, w, None, "rne", False), dp.linear_through_datapath(x, w))
@@ -239,10 +240,12 @@ def test_linear_bit_exact_vs_datapath_ragged_tokens(T, dfq):
 @pytest.mark.parametrize("strategy", ["bmm", "loop", "loop_unfolded", "chunked"])
 @pytest.mark.parametrize("dfq", [False, True])
 def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch, gemm_impl):
-    """Every code path of linear_int (batched float32 GEMM, segment loop, literal unit order, row chunks)."""
-    bmm_calls = []
-    real_bmm = KG._linear_bmm
+    """Every code path of linear_int (batched float32 GEMM, segment loop, literal unit order, row chunks; the native
+    GEMM's fused sums)."""
+    bmm_calls, fused_calls = [], []
+    real_bmm, real_fused = KG._linear_bmm, native.int_linear
     monkeypatch.setattr(KG, "_linear_bmm", lambda *a: bmm_calls.append(1) or real_bmm(*a))
+    monkeypatch.setattr(native, "int_linear", lambda *a, **k: fused_calls.append(1) or real_fused(*a, **k))
     r = _rng(11)
     T, I = 37, 512
     x = np.concatenate([_tie_heavy(T, I // 128, 12), r.standard_normal((T, I)).astype(np.float32)])
@@ -257,7 +260,9 @@ def test_linear_strategies_bit_exact(strategy, dfq, monkeypatch, gemm_impl):
     for rounding in ("rne", "ties_up"):
         ref = (dp.linear_dfq_through_datapath if dfq else dp.linear_through_datapath)(x, w, b, rounding=rounding)
         assert np.array_equal(_pure_fast(x, w, b, rounding, dfq), ref)
-    assert bool(bmm_calls) == (strategy == "bmm")  # the path under test really ran
+    # the path under test really ran (the native GEMM makes its own sums wherever the unit folds)
+    fused = gemm_impl == "native" and strategy != "loop_unfolded"
+    assert bool(bmm_calls) == (strategy == "bmm" and not fused) and bool(fused_calls) == fused
 
 
 def test_unit_folding_guard_and_extreme_scales():
