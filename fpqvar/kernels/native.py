@@ -37,13 +37,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 __all__ = ["unavailable", "compiler", "library", "quantize", "quantize_dfq", "accumulate", "accumulate_block",
-           "isa", "int_dot", "int_linear", "pack_weight", "DotWeight", "ISA_NAMES", "FLAGS"]
+           "isa", "int_dot", "int_linear", "pack_weight", "DotWeight", "output_ranges", "ISA_NAMES", "FLAGS"]
 
 SOURCES = tuple(Path(__file__).with_name(n) for n in ("native_lean.c", "native_dot.c"))
 FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
@@ -125,9 +126,9 @@ def _load() -> None:
     lib.fq_accumulate_block.restype = None
     lib.fq_isa.argtypes = []
     lib.fq_isa.restype = I
-    lib.fq_int_dot.argtypes = [P, I64, I64, P, P, I64, I64, I64, P, I, I]
+    lib.fq_int_dot.argtypes = [P, I64, I64, P, P, I64, I64, I64, I64, I64, P, I, I]
     lib.fq_int_dot.restype = I
-    lib.fq_int_linear.argtypes = [P, I64, I64, I64, P, P, I64, I64, I64, P, P, P, I, I]
+    lib.fq_int_linear.argtypes = [P, I64, I64, I64, P, P, I64, I64, I64, I64, I64, P, P, P, I, I]
     lib.fq_int_linear.restype = I
     _state["lib"] = lib
 
@@ -277,6 +278,44 @@ def pack_weight(w_IO: torch.Tensor, seg: int) -> DotWeight:
     return DotWeight(data, colsum, O, seg, absmax)
 
 
+# Multiply-adds per thread, at least. Measured in stop 25 (dev CPU, 2 vCPUs, AVX2 caps, fc2 of var-d16): 2 threads
+# were slower than 1 up to 16 rows (2**27 multiply-adds: the hand-off, and torch's OpenMP threads still spinning
+# after the previous op) and 1.1x to 1.4x faster from 32 rows (the float layer: 1.3x to 1.9x; these 2 vCPUs may
+# share one core's vector units, so a machine with real cores should gain more).
+MIN_THREAD_MACS = 1 << 27
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """A pool of ``n`` threads for the split calls (made once per size; ctypes releases the GIL in the C call)."""
+    with _lock:
+        if _state.get("pool", (0, None))[0] != n:
+            old = _state.get("pool", (0, None))[1]
+            _state["pool"] = (n, ThreadPoolExecutor(max_workers=n, thread_name_prefix="fpqvar-native"))
+            if old is not None:
+                old.shutdown(wait=False)
+        return _state["pool"][1]
+
+
+def output_ranges(O: int, macs: int, threads: int) -> list[tuple[int, int]]:
+    """The output blocks of 8 (``ceil(O / 8)`` of them) split into ranges of whole pairs, one per thread: at most
+    ``threads``, each with at least :data:`MIN_THREAD_MACS` of the call's ``macs`` multiply-adds."""
+    pairs = -(-O // 16)
+    n = max(1, min(int(threads), pairs, macs // max(MIN_THREAD_MACS, 1)))
+    Ob = -(-O // 8)
+    bounds = [min(Ob, 2 * (pairs * i // n)) for i in range(n + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _split(call, O: int, macs: int, threads: int | None) -> bool:
+    """``call(ob0, ob1)`` over :func:`output_ranges`, the first range on this thread; True when any call failed."""
+    ranges = output_ranges(O, macs, torch.get_num_threads() if threads is None else threads)
+    if len(ranges) == 1:
+        return bool(call(*ranges[0]))
+    futures = [_pool(len(ranges) - 1).submit(call, *r) for r in ranges[1:]]
+    failed = bool(call(*ranges[0]))
+    return any([bool(f.result()) for f in futures]) or failed
+
+
 def _check_rows(what: str, a_RI: torch.Tensor, w: DotWeight) -> None:
     if not isinstance(w, DotWeight):
         raise ValueError(f"native {what}: the weight must be a DotWeight (native.pack_weight), got {type(w).__name__}")
@@ -288,10 +327,11 @@ def _check_rows(what: str, a_RI: torch.Tensor, w: DotWeight) -> None:
 
 
 def int_dot(a_RI: torch.Tensor, w: DotWeight, g0: int = 0, g1: int | None = None,
-            out: torch.Tensor | None = None, isa_: int | None = None) -> torch.Tensor:
+            out: torch.Tensor | None = None, isa_: int | None = None, threads: int | None = None) -> torch.Tensor:
     """``(g1 - g0, R, O)`` int32: the exact dot products of the int8 codes ``a_RI`` (rows of ``I = G * S``, row
     stride free) with the segments ``g0 .. g1`` of the packed weight ``w`` (:func:`pack_weight`), by the C loop
-    (``isa_``: :data:`ISA_NAMES`' key, default :func:`isa`; an instruction set the CPU lacks falls back to C)."""
+    (``isa_``: :data:`ISA_NAMES`' key, default :func:`isa`; an instruction set the CPU lacks falls back to C), on up
+    to ``threads`` threads (default torch's count), each making a range of outputs (:func:`output_ranges`)."""
     _check_rows("int_dot", a_RI, w)
     G, O, S = w.G, w.O, w.S
     g1 = G if g1 is None else g1
@@ -306,18 +346,24 @@ def int_dot(a_RI: torch.Tensor, w: DotWeight, g0: int = 0, g1: int | None = None
                          f"{tuple(out.shape)}")
     if R and g1 > g0 and O:
         a = a_RI[:, g0 * S:] if g0 else a_RI
-        if library().fq_int_dot(a.data_ptr(), R, a_RI.stride(0), w.data[g0].data_ptr(), w.colsum_GO[g0].data_ptr(),
-                                g1 - g0, O, S, out.data_ptr(), isa() if isa_ is None else int(isa_), w.absmax):
+        lib, isa1 = library(), isa() if isa_ is None else int(isa_)
+
+        def call(ob0: int, ob1: int) -> int:
+            return lib.fq_int_dot(a.data_ptr(), R, a_RI.stride(0), w.data[g0].data_ptr(), w.colsum_GO[g0].data_ptr(),
+                                  g1 - g0, O, S, ob0, ob1, out.data_ptr(), isa1, w.absmax)
+
+        if _split(call, O, R * (g1 - g0) * S * O, threads):
             raise MemoryError("native int_dot: no memory for the scratch buffers")
     return out
 
 
 def int_linear(a_RI: torch.Tensor, w: DotWeight, s_PTG: torch.Tensor, sw_GPO: torch.Tensor,
-               bias_O: torch.Tensor | None = None, isa_: int | None = None) -> torch.Tensor:
+               bias_O: torch.Tensor | None = None, isa_: int | None = None, threads: int | None = None
+               ) -> torch.Tensor:
     """``y_TO`` float32: the datapath's exact linear on the codes ``a_RI`` (``P * T`` rows, part-major: DFQ's
     negative half first) with the scales ``s_PTG`` and ``sw_GPO`` (``s_w * unit`` per part), then the bias:
     :func:`accumulate` of :func:`int_dot`'s products, the same bits, with no products in memory (each tile of them
-    is scaled and summed as it is made, in the (segment, part) order)."""
+    is scaled and summed as it is made, in the (segment, part) order); ``threads`` as in :func:`int_dot`."""
     _check_rows("int_linear", a_RI, w)
     G, O, S = w.G, w.O, w.S
     P, T = s_PTG.shape[0], s_PTG.shape[1] if s_PTG.ndim == 3 else -1
@@ -333,10 +379,16 @@ def int_linear(a_RI: torch.Tensor, w: DotWeight, s_PTG: torch.Tensor, sw_GPO: to
     if T and O:
         if G == 0:
             y.zero_()
-        elif library().fq_int_linear(a_RI.data_ptr(), T, P, a_RI.stride(0), w.data.data_ptr(),
-                                     w.colsum_GO.data_ptr(), G, O, S, s_PTG.data_ptr(), sw_GPO.data_ptr(),
-                                     y.data_ptr(), isa() if isa_ is None else int(isa_), w.absmax):
-            raise MemoryError("native int_linear: no memory for the scratch buffers")
+        else:
+            lib, isa1 = library(), isa() if isa_ is None else int(isa_)
+
+            def call(ob0: int, ob1: int) -> int:
+                return lib.fq_int_linear(a_RI.data_ptr(), T, P, a_RI.stride(0), w.data.data_ptr(),
+                                         w.colsum_GO.data_ptr(), G, O, S, ob0, ob1, s_PTG.data_ptr(),
+                                         sw_GPO.data_ptr(), y.data_ptr(), isa1, w.absmax)
+
+            if _split(call, O, P * T * G * S * O, threads):
+                raise MemoryError("native int_linear: no memory for the scratch buffers")
         if bias_O is not None:
             y.add_(bias_O)  # fl32(acc + b): bias last
     return y

@@ -35,6 +35,7 @@ typedef struct {
     const int8_t *w;
     const int32_t *colsum;
     int64_t G, O, S, T, P;
+    int64_t ob0, ob1; /* the output blocks of 8 this call makes (threads split them) */
     int wmax;
     int32_t *d;
     const float *sx, *sw;
@@ -232,6 +233,7 @@ int fq_isa(void) {
    scratch memory cannot be allocated (nothing written). */
 static int run_job(const dot_job *jb, int isa) {
     const int64_t G = jb->G, O = jb->O, S = jb->S, T = jb->T, P = jb->P;
+    if (T <= 0 || G <= 0 || O <= 0 || P <= 0 || jb->ob0 >= jb->ob1) return 0;
     const int64_t S4 = (S + 3) / 4, Sp = 4 * S4, Ob = (O + 7) / 8, Op = 8 * Ob, ldu = G * Sp;
     int64_t RT = ((int64_t)1 << 20) / (P * ldu > 0 ? P * ldu : 1);
     RT = RT < 4 ? 4 : (RT > T ? T : RT);
@@ -265,7 +267,7 @@ static int run_job(const dot_job *jb, int isa) {
                 }
             }
         for (int64_t g = 0; g < G; g++)
-            for (int64_t oc = 0; oc < Ob; oc += FQ_OCB)
+            for (int64_t oc = jb->ob0; oc < jb->ob1; oc += FQ_OCB)
                 for (int64_t p = 0; p < P; p++)
                     for (int64_t rb = 0; rb < nt; rb += 4) {
                         const int nr = nt - rb < 4 ? (int)(nt - rb) : 4;
@@ -296,8 +298,8 @@ static int run_job(const dot_job *jb, int isa) {
                         }
                         const int64_t row0 = p * T + t0 + rb, t = t0 + rb;
                         s.first = g == 0 && p == 0;
-                        for (int64_t ob = oc; ob < Ob && ob < oc + FQ_OCB; ob += 2) {
-                            const int nob = Ob - ob >= 2 ? 2 : 1;
+                        for (int64_t ob = oc; ob < jb->ob1 && ob < oc + FQ_OCB; ob += 2) {
+                            const int nob = jb->ob1 - ob >= 2 ? 2 : 1;
                             const int64_t o0 = 8 * ob;
                             const int n = O - o0 < 8 * nob ? (int)(O - o0) : 8 * nob;
                             const int8_t *wb = jb->w + (g * Ob + ob) * S4 * 32;
@@ -330,19 +332,21 @@ static int run_job(const dot_job *jb, int isa) {
 }
 
 /* d: (gn, R, O) int32; a: rows of lda codes starting at the first segment; w, colsum: the packed weight from its
-   first segment (gn of them), every |w| <= wmax (128 always holds). isa: 1 AVX2 (where fq_isa has it), else
-   portable. Returns 1 when scratch memory cannot be allocated (nothing written). */
+   first segment (gn of them), every |w| <= wmax (128 always holds); only the outputs of the blocks ob0 .. ob1 (of 8)
+   are made, so that threads can share a call. isa: 1 AVX2 (where fq_isa has it), else portable. Returns 1 when
+   scratch memory cannot be allocated (nothing written). */
 int fq_int_dot(const int8_t *a, int64_t R, int64_t lda, const int8_t *w, const int32_t *colsum, int64_t gn,
-               int64_t O, int64_t S, int32_t *d, int isa, int wmax) {
-    const dot_job jb = {a, lda, w, colsum, gn, O, S, R, 1, wmax, d, NULL, NULL, NULL};
+               int64_t O, int64_t S, int64_t ob0, int64_t ob1, int32_t *d, int isa, int wmax) {
+    const dot_job jb = {a, lda, w, colsum, gn, O, S, R, 1, ob0, ob1, wmax, d, NULL, NULL, NULL};
     return run_job(&jb, isa);
 }
 
 /* y (T, O) float32: the datapath's exact linear without bias (fq_accumulate's sums of the products that
    fq_int_dot would make), rows a (P * T, G * S), part-major; sx (P, T, G); sw (G, P, O). Returns 1 when scratch
-   memory cannot be allocated. */
+   memory cannot be allocated; ob0 .. ob1 as in fq_int_dot. */
 int fq_int_linear(const int8_t *a, int64_t T, int64_t P, int64_t lda, const int8_t *w, const int32_t *colsum,
-                  int64_t G, int64_t O, int64_t S, const float *sx, const float *sw, float *y, int isa, int wmax) {
-    const dot_job jb = {a, lda, w, colsum, G, O, S, T, P, wmax, NULL, sx, sw, y};
+                  int64_t G, int64_t O, int64_t S, int64_t ob0, int64_t ob1, const float *sx, const float *sw,
+                  float *y, int isa, int wmax) {
+    const dot_job jb = {a, lda, w, colsum, G, O, S, T, P, ob0, ob1, wmax, NULL, sx, sw, y};
     return run_job(&jb, isa);
 }

@@ -15,13 +15,15 @@ and 3 host syncs for the quantizer, ``G * P + 1`` for the sums) or one C loop ea
 Same bits as the general path, which stays the reference: the same quantizer steps on the same floats (absmax
 scale, zero groups to 1, the exact-range check, ``fl32(x / (s 2**-k))``, ``kernels._round_scaled``, exact ties by
 ``kernels._fix_ties``), the same exact dot products (an integer-valued float32 batched GEMM or ``torch._int_mm`` per
-segment, ``kernels_gemm.int_block_products``; or with the GEMM ``"native"`` one C call for every segment) and the
-same accumulation (``kernels_gemm.accumulate_products``).
+segment, ``kernels_gemm.int_block_products``) and the same accumulation (``kernels_gemm.accumulate_products``); with
+the GEMM ``"native"``, one C call makes the products and their accumulation (``native.int_linear``), as in the
+general path.
 ``tests/quant/test_fast_lean.py`` checks that, and that the datapath agrees.
 
 It applies (:func:`prepare`, :func:`linear`) on CPU, to dynamic activation scales per group where the activation
 group is the segment (fpqvar-w4a4's layers; DFQ included), at most ``MAX_ROWS`` rows of parts and ``MAX_PRODUCTS``
-products (one block; ``MAX_ROWS_NATIVE`` and ``MAX_PRODUCTS_NATIVE`` per thread with the C kernels), a foldable
+products (one block; ``MAX_ROWS_NATIVE`` and ``MAX_PRODUCTS_NATIVE`` per thread with the C kernels, and no product
+limit with the native GEMM, which keeps no products in memory), a foldable
 unit (checked per call from the scale range, ``kernels_gemm.foldable_range``) and a GEMM already decided for the
 call's shape (``kernels_tune.decided``). Otherwise :func:`linear` returns ``None`` and
 the general path runs.

@@ -85,7 +85,7 @@ def _register() -> None:
             Candidate("int8", "torch._int_mm int8 x int8 -> int32", _bench_layer("int8", b), _unavailable("int8")),
             Candidate("u8s8", "oneDNN quantized linear, uint8 (codes + 128) x int8 -> int32", _bench_layer("u8s8", b),
                       _unavailable("u8s8")),
-            Candidate("native", "compiled C int8 dot products, one call per block of segments (AVX2 where present)",
+            Candidate("native", "compiled C int8 dot products and their sums, one call per layer (AVX2 where present)",
                       _bench_layer("native", b), _unavailable("native")),
         ), exact=True, margin=1.05, min_seconds=BASE_MIN_SECONDS))
     kernels.SELECTOR.register(Operation(SUMS_OP, "the exact path's per-segment scales and sums, datapath order", (

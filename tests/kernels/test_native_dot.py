@@ -174,3 +174,28 @@ def test_int_dot_refuses_bad_operands():
         native.pack_weight(torch.zeros((256, 4), dtype=torch.int8), 100)
     with pytest.raises(ValueError, match=r"segment \d+ \(1 \.\. "):
         native.pack_weight(torch.zeros((native.MAX_DOT_SEGMENT + 1, 1), dtype=torch.int8), native.MAX_DOT_SEGMENT + 1)
+
+
+def test_output_ranges_split_whole_pairs_of_blocks():
+    """Ranges of output blocks of 8, in whole pairs (a tile is 16 outputs), one per thread, each with enough work."""
+    big = 10**12
+    assert native.output_ranges(40, big, 3) == [(0, 2), (2, 4), (4, 5)]  # 5 blocks: pairs 0-1, 2-3, 4
+    assert native.output_ranges(1024, big, 2) == [(0, 64), (64, 128)]
+    assert native.output_ranges(1024, big, 1) == [(0, 128)]
+    assert native.output_ranges(16, big, 4) == [(0, 2)]  # one pair: one thread
+    assert native.output_ranges(1024, 3 * native.MIN_THREAD_MACS - 1, 8) == [(0, 64), (64, 128)]
+
+
+@pytest.mark.parametrize("isa", _isas())
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_split_the_outputs_same_bits(isa, threads, monkeypatch):
+    """int_dot and int_linear on 3 threads (ranges of 16, 16 and 8 outputs) and 2: the single-thread bits."""
+    monkeypatch.setattr(native, "MIN_THREAD_MACS", 1)
+    T, P, G, S, O = 9, 2, 3, 128, 40
+    a, w = _operands(P * T, G, S, O, 12, 12, "mixed")
+    a[:T], a[T:] = -a[:T].abs(), a[T:].abs()
+    pw = native.pack_weight(w, S)
+    assert torch.equal(native.int_dot(a, pw, 1, 3, isa_=isa, threads=threads), _ref(a, w, S)[1:3])
+    gen = torch.Generator().manual_seed(5)
+    s, sw = torch.rand((P, T, G), generator=gen) + 0.5, torch.rand((G, P, O), generator=gen) * 1e-3
+    assert torch.equal(native.int_linear(a, pw, s, sw, isa_=isa, threads=threads), _ref_linear(a, w, S, s, sw, None))
