@@ -283,9 +283,9 @@ static int run_job(const dot_job *jb, int isa) {
                             }
                             const int32_t p2 = 2 * umax * jb->wmax; /* the largest |pair| of products */
                             n4 = p2 ? 32767 / p2 : S4;              /* 0: a pair could saturate */
-                            /* (at least 4 steps per int16 chunk, or the whole segment: else the widening costs
-                               more than vpmaddubsw saves) */
-                            u8 = n4 >= 4 || n4 >= S4;
+                            /* (even at one step per int16 chunk this takes fewer instructions than vpmaddwd's two
+                               widened halves: FP6 codes of both signs, n4 = 2, measured 10% faster, stop 25) */
+                            u8 = n4 >= 1;
                             for (int j = 0; j < nr && u8; j++) {
                                 s.off[j] = meta[2 * ((p * RT + rb + j) * G + g)];
                                 s.any_off |= s.off[j] != 0;

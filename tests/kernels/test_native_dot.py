@@ -52,13 +52,14 @@ SHAPES = [(1, 1, 128, 8), (2, 2, 128, 33), (3, 1, 16, 5), (4, 3, 128, 16), (5, 2
 
 @pytest.mark.parametrize("isa", _isas())
 @pytest.mark.parametrize("R,G,S,O", SHAPES)
-@pytest.mark.parametrize("lim,wmax", [(12, 12), (12, 128), (60, 12), (127, 127), (127, 128)])
+@pytest.mark.parametrize("lim,wmax", [(12, 12), (12, 128), (60, 12), (60, 127), (127, 127), (127, 128)])
 @pytest.mark.parametrize("signs", ["mixed", "definite"])
 def test_int_dot_is_exact(isa, R, G, S, O, lim, wmax, signs):
     """Codes of FP4 (12), FP6 (60) and int8 (127) magnitudes against weights bounded by ``wmax``. On AVX2, FP4
     codes take vpmaddubsw in one int16 chunk per segment; FP6 codes of both signs (2 * 120 * 12 per pair), FP4
-    codes against int8 weights, and definite int8 rows against FP4 weights take it in several chunks; int8 codes
-    of both signs against int8 weights take vpmaddwd. Rows of both signs (offset by their minimum), or DFQ-like
+    codes against int8 weights, and definite int8 rows against FP4 weights take it in several chunks, FP6 codes
+    against int8 weights (2 * 120 * 127 per pair) in chunks of one step; int8 codes of both signs against int8
+    weights take vpmaddwd. Rows of both signs (offset by their minimum), or DFQ-like
     rows that are each sign-definite."""
     a, w = _operands(R, G, S, O, lim, wmax, signs)
     got = native.int_dot(a, native.pack_weight(w, S), isa_=isa)
