@@ -56,6 +56,29 @@ def run_modes(argv: list[str], modes: str) -> None:
                        check=True)
 
 
+def main_in_modes(ap, measure) -> None:
+    """Parse ``ap`` with an ``--isa-caps both|none|avx2`` option added; run ``measure(args)`` in this process when it
+    is a child of :func:`run_modes` (``child``), else re-run this script once per mode."""
+    ap.add_argument("--isa-caps", default="both", choices=["both", "none", "avx2", "child"])
+    args = ap.parse_args()
+    if args.isa_caps == "child":
+        measure(args)
+    else:
+        run_modes(sys.argv, args.isa_caps)
+
+
+def best_times(fns: dict, rounds: int, clock=time.process_time) -> dict:
+    """The best time of each callable of ``fns`` over ``rounds`` rounds, each round running all of them in turn
+    (side by side, so that a noisy spell on a shared machine touches every contender)."""
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            t0 = clock()
+            f()
+            best[k] = min(best[k], clock() - t0)
+    return best
+
+
 def run_measured(cmd: list[str], env: dict[str, str], log_stem: str, tail: int = 3000):
     """Run ``cmd`` to completion: ``(stdout, wall seconds, the child's rusage)`` (its own CPU time and peak
     RSS); its stdout / stderr go to ``log_stem.out`` / ``.err``. A failure raises with the end of stderr."""

@@ -37,7 +37,7 @@ from fpqvar.quant.spec import QuantSpec
 from fpqvar.transforms.hadamard import OnlineRotation, block_hadamard_matrix
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _isa import header, run_modes  # noqa: E402
+from _isa import best_times, header, main_in_modes  # noqa: E402
 
 WIDTHS = {"var-d16": 1024, "var-d20": 1280, "var-d24": 1536, "var-d30": 1920}
 PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
@@ -63,16 +63,6 @@ def _layers(C: int, seed: int):
         q.backend = "exact"
         out[name] = (lin, q)
     return out
-
-
-def _best_times(fns: dict, rounds: int, clock) -> dict:
-    best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            t0 = clock()
-            f()
-            best[k] = min(best[k], clock() - t0)
-    return best
 
 
 def _w4a4(q, x, gemm):
@@ -124,7 +114,7 @@ def measure(args) -> None:
                     fns = {"fp32": lambda: lin(x), **{f"w4a4-{g}": _w4a4(q, x, g) for g in GEMMS + EXTRA}}
                     for f in fns.values():  # warm-up (plan build, weight decode, allocator)
                         f()
-                    t = _best_times(fns, args.rounds, clock)
+                    t = best_times(fns, args.rounds, clock)
                     for k in cols:
                         tot[k] += t[k]
                     r = t["w4a4-auto"] / t["fp32"]
@@ -150,12 +140,7 @@ def main() -> None:
     ap.add_argument("--patch-nums", default=",".join(map(str, PATCH_NUMS)))
     ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
                     help="cpu: process CPU time (robust on a shared machine), wall: perf_counter")
-    ap.add_argument("--isa-caps", default="both", choices=["both", "none", "avx2", "child"])
-    args = ap.parse_args()
-    if args.isa_caps == "child":
-        measure(args)
-    else:
-        run_modes(sys.argv, args.isa_caps)
+    main_in_modes(ap, measure)
 
 
 if __name__ == "__main__":

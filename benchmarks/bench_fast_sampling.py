@@ -41,7 +41,7 @@ from fpqvar.quant import (
 from fpqvar.quant import fast_lean as FL
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _isa import header, run_modes  # noqa: E402
+from _isa import header, main_in_modes  # noqa: E402
 
 
 def _w4a4_runtime_recipe() -> Recipe:
@@ -147,12 +147,7 @@ def main() -> None:
     ap.add_argument("--models", default="default,var-d16")
     ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
                     help="cpu: process CPU time (robust on a shared machine), wall: perf_counter")
-    ap.add_argument("--isa-caps", default="both", choices=["both", "none", "avx2", "child"])
-    args = ap.parse_args()
-    if args.isa_caps == "child":
-        measure(args)
-        return
-    run_modes(sys.argv, args.isa_caps)
+    main_in_modes(ap, measure)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ integer GEMM and the datapath's scales and sums alone (``bench_fast_linear.py`` 
 float32 ``nn.Linear``; ``int_linear`` (the products scaled and summed tile by tile, no products in memory); and,
 up to ``--unfused-max-rows``, the same products as a ``(G, rows, O)`` int32 block from ``native.int_dot``, then the C
 sums (``native.accumulate``): what the fusion saves. The two give the same bits (tests/kernels/test_native_dot.py).
-Best of ``--rounds``, process CPU time, the contenders in turn; ``--isa-caps both`` (default) repeats it under the
-AVX2 caps of benchmarks/_isa.py (they slow MKL's float32, not our C, whose vector code is AVX2 at most).
+Best of ``--rounds`` rounds, process CPU time, each round running the contenders in turn; ``--isa-caps both``
+(default) repeats it under the AVX2 caps of benchmarks/_isa.py (they slow MKL's float32, not our C, whose vector
+code is AVX2 at most).
 
     python benchmarks/bench_native_linear.py [--models var-d16,var-d30] [--rounds 5] [--threads 1]
 """
@@ -17,26 +18,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 
 from fpqvar.kernels import native
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _isa import header, run_modes  # noqa: E402
+from _isa import best_times, header, main_in_modes  # noqa: E402
 
 WIDTHS = {"var-d16": 1024, "var-d30": 1920}
 ROWS = (2, 8, 18, 32, 50, 128, 338, 512)
-
-
-def _best(f, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.process_time()
-        f()
-        best = min(best, time.process_time() - t0)
-    return best
 
 
 def measure(args) -> None:
@@ -68,7 +59,7 @@ def measure(args) -> None:
                         fns["unfused"] = lambda: native.accumulate(s, sw, native.int_dot(a, pw), None)
                     for f in fns.values():
                         f()
-                    t = {k: _best(f, args.rounds) for k, f in fns.items()}
+                    t = best_times(fns, args.rounds)
                 r = t["fused"] / t["fp32"]
                 worst, tot_f, tot_n = max(worst, r), tot_f + t["fp32"], tot_n + t["fused"]
                 unf = (f" unfused {1e3 * t['unfused']:8.3f} ({t['unfused'] / t['fp32']:.2f}x)" if "unfused" in t
@@ -85,12 +76,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--unfused-max-rows", type=int, default=128, help="the unfused column up to this many rows")
-    ap.add_argument("--isa-caps", default="both", choices=["both", "none", "avx2", "child"])
-    args = ap.parse_args()
-    if args.isa_caps == "child":
-        measure(args)
-    else:
-        run_modes(sys.argv, args.isa_caps)
+    main_in_modes(ap, measure)
 
 
 if __name__ == "__main__":

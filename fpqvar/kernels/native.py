@@ -366,7 +366,9 @@ def int_linear(a_RI: torch.Tensor, w: DotWeight, s_PTG: torch.Tensor, sw_GPO: to
     is scaled and summed as it is made, in the (segment, part) order); ``threads`` as in :func:`int_dot`."""
     _check_rows("int_linear", a_RI, w)
     G, O, S = w.G, w.O, w.S
-    P, T = s_PTG.shape[0], s_PTG.shape[1] if s_PTG.ndim == 3 else -1
+    if s_PTG.ndim != 3:
+        raise ValueError(f"native int_linear: s must be (P, T, {G}), got {tuple(s_PTG.shape)}")
+    P, T = s_PTG.shape[:2]
     for name, t, shape in (("s", s_PTG, (P, T, G)), ("sw", sw_GPO, (G, P, O))):
         if t.dtype != torch.float32 or tuple(t.shape) != shape or not t.is_contiguous() or t.device.type != "cpu":
             raise ValueError(f"native int_linear: {name} must be contiguous float32 {shape} on the CPU, got "

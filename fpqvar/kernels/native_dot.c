@@ -240,8 +240,8 @@ static int run_job(const dot_job *jb, int isa) {
     const int x86 = isa == 1 && (fq_isa() & 1);
     uint8_t *u = x86 ? (uint8_t *)malloc((size_t)(P * RT * ldu)) : NULL;
     int32_t *meta = x86 ? (int32_t *)malloc((size_t)(2 * P * RT * G) * sizeof(int32_t)) : NULL; /* off, umax */
-    int16_t *b16 = (int16_t *)malloc((size_t)(4 * Sp) * sizeof(int16_t));
-    if ((x86 && (!u || !meta)) || !b16) {
+    int16_t *b16 = x86 ? (int16_t *)malloc((size_t)(4 * Sp) * sizeof(int16_t)) : NULL; /* vpmaddwd's rows */
+    if (x86 && (!u || !meta || !b16)) {
         free(u), free(meta), free(b16);
         return 1;
     }

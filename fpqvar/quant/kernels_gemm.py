@@ -244,7 +244,7 @@ def segment_dot(impl: str, a: torch.Tensor, w: PreparedWeight, rows: slice, cols
                 out: torch.Tensor | None = None, scratch_i32: torch.Tensor | None = None) -> torch.Tensor:
     """float32 ``D = a[rows, cols] @ w[cols]`` (exact), ``a`` already in ``impl``'s operand dtype (``"u8s8"``:
     ``cols`` one whole segment, and the result is a new tensor unless ``out`` is given; ``"native"``: one segment)."""
-    if impl == "native":  # (with the weight's bound, which IG.gemm_to_f32 does not know)
+    if impl == "native":  # (its packed weight holds every segment: int_dot takes the segment's index)
         g = w.segment_of(impl, cols)
         d = w.native_dot(a[rows], g, g + 1)[0]
         return d.to(torch.float32) if out is None else out.copy_(d)
@@ -273,13 +273,12 @@ def linear_int(parts, w: PreparedWeight, bias: torch.Tensor | None, fold_unit: b
     impl = gemm_impl(w.w_IO.device, impl)
     parts = [tuple(p[:3]) for p in parts]
     cpu = w.w_IO.device.type == "cpu"
+    units = tuple(unit for _, _, unit in parts)
     if impl == "native" and fold_unit and cpu:  # the native GEMM makes its own sums (whatever ``sums`` says)
-        s_PTG = torch.stack([s.to(torch.float32) for _, s, _ in parts])
-        return w.native_linear(_stacked_operand(parts, slice(None), "int8"), s_PTG,
-                               tuple(unit for _, _, unit in parts), bias)
+        return w.native_linear(_stacked_operand(parts, slice(None), "int8"), torch.stack([s for _, s, _ in parts]),
+                               units, bias)
     nat = None
     if fold_unit and cpu and (sums or kernels.choose(SUMS_OP, w.w_IO.device)) == "native":
-        units = tuple(unit for _, _, unit in parts)
         nat = (torch.stack([s for _, s, _ in parts]), w.scaled_GPO(units))
     if fold_unit and len(parts) * T <= BMM_MAX_ROWS and (impl != "float32" or w.seg <= w.k_chunk()) and cpu:
         y = _linear_bmm(parts, w, impl, nat)
@@ -412,16 +411,14 @@ def accumulate_products(s_GPT1: torch.Tensor, sw_GP1O: torch.Tensor, d_GPTO: tor
 def int_block_products(impl: str, a_RI: torch.Tensor, w: PreparedWeight, g0: int, g1: int,
                        int32_ok: bool = False) -> torch.Tensor:
     """``(g1 - g0, R, O)`` float32: the exact dot products of the int8 codes ``a_RI`` with segments ``g0 .. g1`` by
-    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``: one GEMM per segment; ``"native"``: one call), exact below
-    2**24, else rounded once, as in the loop. ``int32_ok``: the int32 products where the GEMM makes them (int8,
-    native), not converted (the C sums take either)."""
+    the integer GEMM ``impl`` (``"int8"`` / ``"u8s8"``: one GEMM per segment), exact below 2**24, else rounded once,
+    as in the loop. ``int32_ok``: the int32 products where the GEMM makes them (int8), not converted (the C sums
+    take either). (The ``"native"`` GEMM makes its own sums wherever a block of products is wanted:
+    :meth:`PreparedWeight.native_linear`.)"""
     if impl == "int8":
         return int8_block_products(a_RI, w, g0, g1, as_int32=int32_ok)
-    if impl == "native":
-        d = w.native_dot(a_RI, g0, g1)
-        return d if int32_ok else d.to(torch.float32)
     if impl != "u8s8":
-        raise ValueError(f"int_block_products: an integer GEMM ('int8' / 'u8s8' / 'native'), got {impl!r}")
+        raise ValueError(f"int_block_products: an integer GEMM ('int8' / 'u8s8'), got {impl!r}")
     R, seg = a_RI.shape[0], w.seg
     a_GRS = torch.empty((g1 - g0, R, seg), dtype=torch.uint8, device=a_RI.device)
     IG.to_operand(impl, a_RI.view(R, w.G, seg)[:, g0:g1].transpose(0, 1), out=a_GRS)  # one contiguous block each
